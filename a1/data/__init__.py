@@ -1,0 +1,1 @@
+"""Data: LeRobot and human-video sources, shards, weighted mixtures."""

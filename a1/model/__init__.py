@@ -1,0 +1,1 @@
+"""The InternVLA-A1 model: three experts in one Mixture-of-Transformers."""

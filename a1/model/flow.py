@@ -1,0 +1,63 @@
+"""Flow matching for action chunks (paper §3.3, Eq. 2–3).
+
+Time convention — the paper's: τ = 0 is pure noise, τ = 1 is the action chunk.
+
+    a^τ = (1 − τ)·ε + τ·a,   target velocity u = a − ε,   τ ~ Beta(α, β) (paper: α=1.5, β=1)
+
+and inference integrates da/dτ = v_θ from τ = 0 to 1 with K Euler steps of Δτ = 1/K. (openpi
+and the public InternVLA-A1 code use the mirrored time t = 1 − τ, with x_t = t·ε + (1 − t)·a,
+target ε − a and t ~ Beta(1.5, 1); the same Beta parameters then weight the opposite end of the
+path. We follow the paper's text; ``ActionConfig.time_beta`` exposes α and β.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def sample_time(batch: int, alpha: float, beta: float, device: torch.device | None = None) -> Tensor:
+    """(B,) flow times τ ~ Beta(α, β) in float32."""
+    dist = torch.distributions.Beta(
+        torch.tensor(alpha, device=device, dtype=torch.float32),
+        torch.tensor(beta, device=device, dtype=torch.float32),
+    )
+    return dist.sample((batch,))
+
+
+def interpolate(actions: Tensor, noise: Tensor, tau: Tensor) -> Tensor:
+    """a^τ = (1 − τ)·ε + τ·a for (B, k, D) actions/noise and (B,) τ."""
+    t = tau.view(-1, 1, 1).to(actions.dtype)
+    return (1 - t) * noise + t * actions
+
+
+def target_velocity(actions: Tensor, noise: Tensor) -> Tensor:
+    """u = a − ε, the velocity of the straight path from noise to actions."""
+    return actions - noise
+
+
+def euler(velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor, num_steps: int) -> Tensor:
+    """Integrate from τ = 0 (``noise``, (B, k, D)) to τ = 1 with ``num_steps`` Euler steps.
+
+    ``velocity(a_tau, tau)`` gets the current (B, k, D) chunk and (B,) times.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be ≥ 1, got {num_steps}")
+    a, dt = noise, 1.0 / num_steps
+    for step in range(num_steps):
+        tau = torch.full((a.shape[0],), step * dt, device=a.device, dtype=torch.float32)
+        a = a + dt * velocity(a, tau)
+    return a
+
+
+def time_embedding(tau: Tensor, dim: int, min_period: float, max_period: float) -> Tensor:
+    """(B,) τ → (B, dim) sine/cosine embedding with geometrically spaced periods."""
+    if dim % 2:
+        raise ValueError(f"time embedding dim must be even, got {dim}")
+    fraction = torch.linspace(0.0, 1.0, dim // 2, device=tau.device, dtype=torch.float64)
+    period = min_period * (max_period / min_period) ** fraction
+    angle = (2 * math.pi / period)[None] * tau.double()[:, None]  # (B, dim/2)
+    return torch.cat([angle.sin(), angle.cos()], dim=-1).float()

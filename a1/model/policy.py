@@ -1,0 +1,243 @@
+"""InternVLA-A1: understanding → generation → action in one Mixture-of-Transformers.
+
+Training (``forward``) runs the whole sequence [understanding | generation | state | actions]
+once and returns per-sample losses with validity masks: L_gen (foresight latent MSE, Eq. 1)
+and L_act (flow-matching velocity MSE, Eq. 2). ``joint_loss`` forms λ·L_gen + L_act (Eq. 4).
+
+Inference (``sample_actions``) runs understanding and generation once, keeps their per-layer
+keys/values as a read-only cache, and runs only the action expert for the K Euler steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from a1.batch import Batch, Observation
+from a1.model import flow
+from a1.model.action import ActionHead
+from a1.model.config import PolicyConfig
+from a1.model.experts import ExpertBlocks
+from a1.model.foresight import Foresight
+from a1.model.mask import ACTION, GENERATION, STATE, UNDERSTANDING, attention_mask, block_ids
+from a1.model.mot import KV, MoT
+from a1.model.understanding import UnderstandingExpert
+
+
+@dataclass
+class PolicyLosses:
+    """Per-sample losses and the masks saying which samples they apply to."""
+
+    act: Tensor
+    """(B,) flow-matching MSE over real steps and dims."""
+    gen: Tensor
+    """(B,) foresight latent MSE over existing future views (zeros when generation is off)."""
+    act_valid: Tensor
+    """(B,) bool: the sample has actions."""
+    gen_valid: Tensor
+    """(B,) bool: the sample has a future frame for at least one view."""
+
+
+def masked_mean(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of ``values`` over ``valid`` entries (0 with a graph when none are valid)."""
+    w = valid.to(values.dtype)
+    return (values * w).sum() / w.sum().clamp(min=1.0)
+
+
+def joint_loss(losses: PolicyLosses, lambda_gen: float) -> Tensor:
+    """L = λ·L_gen + L_act, each the mean over the samples where it applies (paper Eq. 4)."""
+    return lambda_gen * masked_mean(losses.gen, losses.gen_valid) + masked_mean(losses.act, losses.act_valid)
+
+
+@dataclass
+class Prefix:
+    """Everything about the [understanding | generation] prefix of one batch."""
+
+    streams: list[Tensor | None]
+    """Per expert input streams (the action stream is None)."""
+    valid: Tensor
+    """(B, Lp) bool key validity."""
+    positions: Tensor
+    """(3, B, Lp) rotary positions."""
+    next_position: Tensor
+    """(B,) first position after the prefix."""
+    deepstack: list[Tensor]
+    """DeepStack additions to the understanding stream."""
+    frame_mask: Tensor
+    """(B, V, T) input frames that exist."""
+
+
+class InternVLAA1(nn.Module):
+    """The InternVLA-A1 policy (core ``nn.Module``, no Lightning)."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        family, V = cfg.understanding.family, len(cfg.views)
+        self.understanding = UnderstandingExpert(cfg.understanding, V)
+        gen = cfg.generation
+        self.generation = ExpertBlocks(gen.expert, family, "generation.expert") if gen.enabled else None
+        self.foresight = Foresight(gen) if gen.enabled else None
+        self.action = ExpertBlocks(cfg.action.expert, family, "action.expert")
+        self.action_head = ActionHead(cfg.action)
+        self._check_compatible()
+        experts = [self.understanding, self.generation, self.action]
+        self.mot = MoT([e for e in experts if e is not None], self.understanding.head_dim, cfg.gradient_checkpointing)
+        for name, p in self.understanding.named_parameters():
+            if name.removeprefix("backbone.") in set(self.understanding.unused_parameter_names()):
+                p.requires_grad_(False)
+
+    def _check_compatible(self) -> None:
+        """Experts sharing one attention need equal layers, heads, KV heads and head_dim."""
+        tc = self.understanding.text_config
+        want = {
+            "num_layers": tc.num_hidden_layers,
+            "num_heads": tc.num_attention_heads,
+            "num_kv_heads": tc.num_key_value_heads,
+            "head_dim": self.understanding.head_dim,
+        }
+        for name, expert in (("generation", self.generation), ("action", self.action)):
+            if expert is None:
+                continue
+            for field, value in want.items():
+                got = getattr(expert.cfg, field)
+                if got != value:
+                    raise ValueError(
+                        f"{name}.expert.{field}={got} must equal the understanding expert's {value} "
+                        "(experts share one attention per layer)"
+                    )
+
+    # --- sequence assembly ------------------------------------------------------------------
+    @property
+    def num_generation_tokens(self) -> int:
+        return self.foresight.num_tokens(len(self.cfg.views)) if self.foresight is not None else 0
+
+    def prefix(self, obs: Observation, input_latents: Tensor | None = None) -> Prefix:
+        """Embed the understanding and generation streams of an observation."""
+        obs.validate(len(self.cfg.views), self.cfg.action.max_dim)
+        frame_mask = obs.image_mask  # (B, V, T)
+        und = self.understanding.embed(obs.images[:, :, -1], frame_mask[:, :, -1], obs.tokens, obs.token_mask)
+        streams: list[Tensor | None] = [und.hidden]
+        valid, positions, nxt = [und.valid], [und.positions], und.next_position
+        if self.foresight is not None:
+            if input_latents is None:
+                input_latents = self.foresight.latents(obs.images)
+            gen = self.foresight.tokens(input_latents)  # (B, Lg, Dg)
+            streams.append(gen)
+            valid.append(frame_mask.repeat_interleave(self.foresight.tokens_per_image, dim=2).flatten(1))
+            positions.append(self._positions(nxt, gen.shape[1]))
+            nxt = nxt + gen.shape[1]
+        streams.append(None)
+        return Prefix(streams, torch.cat(valid, 1), torch.cat(positions, 2), nxt, und.deepstack, frame_mask)
+
+    @staticmethod
+    def _positions(start: Tensor, length: int) -> Tensor:
+        """(3, B, length) 1-D positions (p, p, p) counting up from ``start`` (B,)."""
+        pos = start[:, None] + torch.arange(length, device=start.device)
+        return pos.unsqueeze(0).expand(3, -1, -1)
+
+    def _blocks(self, prefix: Prefix, with_suffix: bool) -> Tensor:
+        lengths = {UNDERSTANDING: prefix.streams[0].shape[1]}
+        if self.foresight is not None:
+            lengths[GENERATION] = prefix.streams[1].shape[1]
+        if with_suffix:
+            lengths |= {STATE: 1, ACTION: self.cfg.action.chunk_size}
+        return block_ids(lengths, prefix.valid.device)
+
+    def _mask(self, prefix: Prefix, with_suffix: bool) -> Tensor:
+        """(B, L, L) attention mask of the prefix (and the state + action suffix)."""
+        valid = prefix.valid
+        if with_suffix:
+            valid = torch.cat([valid, valid.new_ones(valid.shape[0], 1 + self.cfg.action.chunk_size)], 1)
+        causal = self.cfg.understanding.attention == "causal"
+        return attention_mask(self._blocks(prefix, with_suffix), valid, causal)
+
+    def _rope(self, like: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        return self.understanding.rotary(like, positions)
+
+    # --- training ---------------------------------------------------------------------------
+    def forward(self, batch: Batch, noise: Tensor | None = None, tau: Tensor | None = None) -> PolicyLosses:
+        """Per-sample L_act and L_gen for a training batch (noise and τ drawn when not given)."""
+        cfg = self.cfg.action
+        batch.validate(len(self.cfg.views), cfg.chunk_size, cfg.max_dim)
+        obs, B = batch.observation, batch.batch_size
+        latents = self.foresight.latents(torch.cat([obs.images, batch.future_images[:, :, None]], 2)) \
+            if self.foresight is not None else None  # (B, V, T+1, 16, h, w)
+        prefix = self.prefix(obs, latents[:, :, :-1] if latents is not None else None)
+        actions = batch.actions
+        noise = torch.randn_like(actions) if noise is None else noise
+        tau = flow.sample_time(B, *cfg.time_beta, device=actions.device) if tau is None else tau
+        suffix = self.action_head.embed(obs.state, flow.interpolate(actions, noise, tau), tau)
+        streams = prefix.streams[:-1] + [suffix]
+        positions = torch.cat([prefix.positions, self._positions(prefix.next_position, suffix.shape[1])], 2)
+        outs, _ = self.mot(streams, self._mask(prefix, True), self._rope(suffix, positions), deepstack=prefix.deepstack)
+        return self._losses(batch, outs, prefix, latents, flow.target_velocity(actions, noise))
+
+    def _losses(self, batch: Batch, outs: list, prefix: Prefix, latents: Tensor | None, target: Tensor) -> PolicyLosses:
+        v = self.action_head.velocity(outs[-1])  # (B, k, D)
+        m = (batch.action_mask[:, :, None] & batch.action_dim_mask[:, None, :]).float()
+        act = ((v - target) ** 2 * m).sum((1, 2)) / m.sum((1, 2)).clamp(min=1.0)
+        act_valid = batch.has_action & (m.sum((1, 2)) > 0)
+        if self.foresight is None:
+            return PolicyLosses(act, torch.zeros_like(act), act_valid, torch.zeros_like(act_valid))
+        pred = self.foresight.predict(outs[1], prefix.frame_mask)  # (B, V, 16, h, w)
+        per_view = ((pred - latents[:, :, -1].float()) ** 2).mean((2, 3, 4))  # (B, V)
+        fm = batch.future_mask.float()
+        gen = (per_view * fm).sum(1) / fm.sum(1).clamp(min=1.0)
+        return PolicyLosses(act, gen, act_valid, batch.future_mask.any(1))
+
+    # --- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_actions(
+        self,
+        obs: Observation,
+        noise: Tensor | None = None,
+        num_steps: int | None = None,
+        use_cache: bool = True,
+        foresight: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Sample a (B, k, D) action chunk by Euler integration from noise (τ: 0 → 1).
+
+        With ``use_cache`` (default) the prefix runs once and only the action expert runs per
+        step; without it every step recomputes the full sequence (reference path). With
+        ``foresight`` also return the predicted t+m frames, (B, V, 3, H, W) uint8, decoded
+        by the Cosmos decoder (requires the generation expert).
+        """
+        cfg = self.cfg.action
+        B = obs.batch_size
+        steps = cfg.num_steps if num_steps is None else num_steps
+        if noise is None:
+            noise = torch.randn(B, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
+        prefix = self.prefix(obs)
+        full_mask = self._mask(prefix, True)
+        Lp = prefix.valid.shape[1]
+        suffix_pos = self._positions(prefix.next_position, 1 + cfg.chunk_size)
+        cache, prefix_outs = self._run_prefix(prefix, full_mask[:, :Lp, :Lp]) if use_cache or foresight else (None, None)
+
+        def velocity(a_tau: Tensor, tau: Tensor) -> Tensor:
+            suffix = self.action_head.embed(obs.state, a_tau, tau)
+            if use_cache:
+                streams = [None] * (len(prefix.streams) - 1) + [suffix]
+                outs, _ = self.mot(streams, full_mask[:, Lp:], self._rope(suffix, suffix_pos), past=cache)
+            else:
+                positions = torch.cat([prefix.positions, suffix_pos], 2)
+                outs, _ = self.mot(prefix.streams[:-1] + [suffix], full_mask, self._rope(suffix, positions),
+                                   deepstack=prefix.deepstack)
+            return self.action_head.velocity(outs[-1])
+
+        actions = flow.euler(velocity, noise.float(), steps)
+        if not foresight:
+            return actions
+        if self.foresight is None:
+            raise ValueError("foresight=True needs the generation expert (generation.enabled: true)")
+        latent = self.foresight.predict(prefix_outs[1], prefix.frame_mask)
+        return actions, self.foresight.decode(latent)
+
+    def _run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
+        """Run understanding + generation once; return per-layer keys/values and outputs."""
+        like = prefix.streams[0]
+        outs, kv = self.mot(prefix.streams, mask, self._rope(like, prefix.positions),
+                            deepstack=prefix.deepstack, return_kv=True)
+        return kv, outs

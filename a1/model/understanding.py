@@ -1,0 +1,253 @@
+"""The understanding expert: a real transformers multimodal LLM (paper §3.2).
+
+Qwen3-VL (``Qwen3VLForConditionalGeneration``) for the 3B model, InternVL3
+(``InternVLForConditionalGeneration``) for the 2B model. The library's own vision tower,
+projector and text embeddings encode the inputs (``get_image_features``); the language layers
+are run by our Mixture-of-Transformers loop (``a1.model.mot``) so that the generation and
+action experts can share their attention. This module prepares that loop's understanding
+stream: embeddings, M-RoPE positions, DeepStack features and the padding mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import (
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+
+from a1.model.config import UnderstandingConfig
+from a1.model.prompt import IMAGE_TOKENS, image_layout, load_tokenizer, token_id
+
+_MODELS = {"qwen3_vl": Qwen3VLForConditionalGeneration, "internvl": InternVLForConditionalGeneration}
+
+
+@dataclass
+class UnderstandingInputs:
+    """The understanding stream, ready for the MoT loop."""
+
+    hidden: Tensor
+    """(B, Lu, D) input embeddings (image features scattered into placeholder slots)."""
+    valid: Tensor
+    """(B, Lu) bool: False for text padding and for the tokens of missing views."""
+    positions: Tensor
+    """(3, B, Lu) int64 rotary positions (M-RoPE t/h/w; three equal rows for 1-D RoPE)."""
+    next_position: Tensor
+    """(B,) int64: first position after the last valid understanding token."""
+    deepstack: list[Tensor]
+    """Qwen3-VL DeepStack: per early LM layer, (B, Li_img, D) features added to the image
+    slots after that layer (empty for InternVL)."""
+
+
+def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
+    """The transformers model: pretrained from ``cfg.pretrained`` or random from the fields."""
+    cls = _MODELS[cfg.family]
+    if cfg.pretrained is not None:
+        model = cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
+        if model.config.model_type != cls.config_class.model_type:
+            raise ValueError(
+                f"understanding.pretrained={cfg.pretrained!r} is a {model.config.model_type!r} "
+                f"model, but understanding.family={cfg.family!r}"
+            )
+        return model
+    vocab = cfg.text.get("vocab_size")
+    if vocab is None or vocab < len(tokenizer):
+        raise ValueError(
+            f"understanding.text.vocab_size must be set and ≥ the tokenizer size {len(tokenizer)}"
+        )
+    _, image, _ = IMAGE_TOKENS[cfg.family]
+    ids = {"image_token_id": token_id(tokenizer, image)}
+    if cfg.family == "qwen3_vl":
+        start, _, end = IMAGE_TOKENS[cfg.family]
+        ids |= {
+            "vision_start_token_id": token_id(tokenizer, start),
+            "vision_end_token_id": token_id(tokenizer, end),
+            "video_token_id": token_id(tokenizer, "<|video_pad|>"),
+        }
+        config = Qwen3VLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
+    else:
+        config = InternVLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
+    config._attn_implementation = "sdpa"
+    return cls(config)
+
+
+class UnderstandingExpert(nn.Module):
+    """Wraps the transformers MLLM; exposes its LM layers to the MoT loop."""
+
+    def __init__(self, cfg: UnderstandingConfig, num_views: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_views = num_views
+        self.tokenizer = load_tokenizer(cfg.pretrained)
+        self.backbone = _build_backbone(cfg, self.tokenizer)
+        self.tokens_per_image = self._tokens_per_image()
+        with torch.device("cpu"):  # static layout; computed on CPU even when built on "meta"
+            ids, view = image_layout(self.tokenizer, cfg.family, num_views, self.tokens_per_image)
+            image_id = token_id(self.tokenizer, IMAGE_TOKENS[cfg.family][1])
+            slots = (ids == image_id).nonzero()[:, 0]
+            positions = self._layout_positions(ids, image_id)
+        self.register_buffer("image_ids", ids, persistent=False)  # (Li,)
+        self.register_buffer("image_view", view, persistent=False)  # (Li,)
+        self.register_buffer("image_slots", slots, persistent=False)  # (V·n,) image placeholder slots
+        self.register_buffer("layout_positions", positions, persistent=False)  # (3, Li + Lt)
+        # The library's own patch layout for Qwen-VL vision towers (used in pixel_values).
+        self._patchifier = Qwen2VLImageProcessor() if cfg.family == "qwen3_vl" else None
+        mean, std = torch.tensor(cfg.image_mean), torch.tensor(cfg.image_std)
+        self.register_buffer("pixel_mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", std.view(1, 3, 1, 1), persistent=False)
+
+    # --- the pieces the MoT loop runs -------------------------------------------------------
+    @property
+    def language_model(self) -> nn.Module:
+        return self.backbone.model.language_model
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.language_model.layers
+
+    @property
+    def norm(self) -> nn.Module:
+        return self.language_model.norm
+
+    @property
+    def text_config(self):
+        return self.backbone.config.text_config
+
+    @property
+    def head_dim(self) -> int:
+        c = self.text_config
+        return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Li: tokens of the image part (all views, with their start/end tokens)."""
+        return int(self.image_ids.shape[0])
+
+    def rotary(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(cos, sin), each (B, L, head_dim), for (3, B, L) positions."""
+        rotary = self.language_model.rotary_emb
+        if self.cfg.family == "qwen3_vl":
+            return rotary(x, positions)
+        return rotary(x, positions[0])
+
+    def unused_parameter_names(self) -> list[str]:
+        """Parameters that can never receive a gradient in InternVLA-A1.
+
+        Later experts read the understanding stream only through its keys and values, so the
+        last LM layer's query/output projections, post-attention norm and MLP, the final norm,
+        an untied LM head, and DeepStack levels added after the last layer are never on a loss
+        path. They stay in the module (pretrained
+        checkpoints load strictly; the parameter count matches Table 1) but are frozen.
+        """
+        names = ["model.language_model.norm."]
+        last = f"model.language_model.layers.{len(self.layers) - 1}."
+        names += [last + p for p in ("self_attn.q_proj.", "self_attn.q_norm.", "self_attn.o_proj.",
+                                     "post_attention_layernorm.", "mlp.")]
+        if not self.backbone.config.tie_word_embeddings:
+            names.append("lm_head.")
+        if self.cfg.family == "qwen3_vl":  # DeepStack level i is added after LM layer i
+            levels = len(self.backbone.config.vision_config.deepstack_visual_indexes)
+            names += [f"model.visual.deepstack_merger_list.{i}." for i in range(len(self.layers) - 1, levels)]
+        return [n for n, _ in self.backbone.named_parameters() if n.startswith(tuple(names))]
+
+    # --- inputs -----------------------------------------------------------------------------
+    def _tokens_per_image(self) -> int:
+        S = self.cfg.image_size
+        vc = self.backbone.config.vision_config
+        if self.cfg.family == "qwen3_vl":
+            unit = vc.patch_size * vc.spatial_merge_size
+            if S % unit:
+                raise ValueError(f"understanding.image_size={S} must be a multiple of {unit}")
+            return (S // unit) ** 2
+        patch = vc.patch_size[0] if isinstance(vc.patch_size, (list, tuple)) else vc.patch_size
+        r = self.backbone.config.downsample_ratio
+        side = S // patch
+        if S % patch or side * r != int(side * r) or list(vc.image_size) != [S, S]:
+            raise ValueError(
+                f"understanding.image_size={S} must equal vision image_size {vc.image_size} "
+                f"and be a multiple of patch {patch}"
+            )
+        return int(side * r) ** 2
+
+    def _grid(self) -> tuple[int, int]:
+        vc = self.backbone.config.vision_config
+        return self.cfg.image_size // vc.patch_size, vc.spatial_merge_size
+
+    def _layout_positions(self, image_ids: Tensor, image_id: int) -> Tensor:
+        """(3, Li + Lt) positions of the full layout (all views present, text unpadded)."""
+        L = image_ids.shape[0] + self.cfg.max_text_tokens
+        if self.cfg.family != "qwen3_vl":
+            return torch.arange(L, device="cpu").expand(3, L).clone()
+        text = torch.zeros(self.cfg.max_text_tokens, dtype=torch.long, device="cpu")
+        ids = torch.cat([image_ids.to("cpu"), text])[None]  # (1, L)
+        side, _ = self._grid()
+        grid = torch.tensor([[1, side, side]] * self.num_views, device="cpu")
+        pos, _ = self.backbone.model.get_rope_index(
+            ids, mm_token_type_ids=(ids == image_id).int(), image_grid_thw=grid
+        )
+        return pos[:, 0]
+
+    def pixel_values(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(N, 3, H, W) uint8 → the vision tower's input (and Qwen3-VL's grid_thw)."""
+        S = self.cfg.image_size
+        x = images.float().div(255.0)
+        if x.shape[-2:] != (S, S):
+            x = F.interpolate(x, size=(S, S), mode="bicubic", antialias=True, align_corners=False)
+        x = (x - self.pixel_mean) / self.pixel_std
+        if self.cfg.family != "qwen3_vl":
+            return x, None
+        vc = self.backbone.config.vision_config
+        patches, gh, gw = self._patchifier.patchify(
+            x, vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
+        )  # (N, gh*gw, C*tp*p*p)
+        grid = torch.tensor([[1, gh, gw]] * x.shape[0], device=x.device)
+        return patches.flatten(0, 1), grid
+
+    def image_features(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, V, 3, H, W) uint8 → ((B, V·n, D) features, DeepStack list of (B, V·n, D))."""
+        B, V = images.shape[:2]
+        pixels, grid = self.pixel_values(images.flatten(0, 1))
+        model = self.backbone.model
+        if self.cfg.family == "qwen3_vl":
+            out = model.get_image_features(pixels, grid, return_dict=True)
+            feats = torch.cat(out.pooler_output).view(B, V * self.tokens_per_image, -1)
+            deep = [torch.cat(f).view(B, V * self.tokens_per_image, -1) for f in out.deepstack_features]
+            return feats, deep
+        out = model.get_image_features(pixel_values=pixels, return_dict=True)
+        return out.pooler_output.reshape(B, V * self.tokens_per_image, -1), []
+
+    def embed(self, images: Tensor, image_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> UnderstandingInputs:
+        """Build the understanding stream.
+
+        Args:
+            images: (B, V, 3, H, W) uint8, the views at time t.
+            image_mask: (B, V) bool, the view exists.
+            tokens: (B, Lt) int64 instruction tokens, Lt = max_text_tokens.
+            token_mask: (B, Lt) bool.
+        """
+        B, Lt = tokens.shape
+        if Lt != self.cfg.max_text_tokens:
+            raise ValueError(f"tokens: expected {self.cfg.max_text_tokens} tokens, got {Lt}")
+        feats, deep = self.image_features(images)
+        embed = self.backbone.get_input_embeddings()
+        img = embed(self.image_ids).unsqueeze(0).expand(B, -1, -1)  # (B, Li, D)
+        img = img.index_copy(1, self.image_slots, feats.to(img.dtype))
+        hidden = torch.cat([img, embed(tokens)], dim=1)  # (B, Lu, D)
+        valid = torch.cat([image_mask[:, self.image_view], token_mask], dim=1)
+        positions = self.layout_positions.unsqueeze(1).expand(3, B, -1)
+        text_start = self.layout_positions[0, self.num_image_tokens]
+        next_position = text_start + token_mask.sum(dim=1)
+        deep = [self._scatter(d, hidden.shape[1]) for d in deep]
+        return UnderstandingInputs(hidden, valid, positions, next_position, deep)
+
+    def _scatter(self, feats: Tensor, length: int) -> Tensor:
+        """(B, n, D) image-slot features → (B, length, D) zeros elsewhere (DeepStack add)."""
+        out = feats.new_zeros(feats.shape[0], length, feats.shape[-1])
+        return out.index_copy(1, self.image_slots, feats)
