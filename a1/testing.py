@@ -16,10 +16,25 @@ INSTRUCTIONS = [
 ]
 
 
+def _smooth_images(g: torch.Generator, shape: tuple[int, ...], size: int) -> torch.Tensor:
+    """uint8 images (*shape, 3, size, size) of spatially smooth noise (like camera frames)."""
+    coarse = torch.rand(*shape, 3, 8, 8, generator=g)
+    x = torch.nn.functional.interpolate(coarse.flatten(0, -4), size=(size, size), mode="bilinear", align_corners=False)
+    return (x * 255).round().to(torch.uint8).view(*shape, 3, size, size)
+
+
+def _smooth_actions(g: torch.Generator, batch: int, k: int, dims: int) -> torch.Tensor:
+    """(B, k, dims) action chunks: smooth per-dim sinusoids, unit-scale like normalised actions."""
+    t = torch.linspace(0, 1, k)[None, :, None]
+    amp, freq, phase = (torch.rand(batch, 1, dims, generator=g) * s for s in (1.5, 6.0, 6.28))
+    return amp * torch.sin(freq * t + phase)
+
+
 def random_batch(
     cfg: PolicyConfig, batch_size: int, image_size: int = 64, state_dims: int = 14, seed: int = 0
 ) -> Batch:
-    """A batch with random pixels, real tokenised instructions and ``state_dims`` real dims."""
+    """A batch of smooth random images, real tokenised instructions, smooth action chunks with
+    ``state_dims`` real dims (the rest zero-padded and masked)."""
     g = torch.Generator().manual_seed(seed)
     V, T = len(cfg.views), cfg.generation.num_frames
     k, D = cfg.action.chunk_size, cfg.action.max_dim
@@ -28,9 +43,12 @@ def random_batch(
     tokens, token_mask = tokenize(tok, texts, cfg.understanding.max_text_tokens)
     dim_mask = torch.zeros(batch_size, D, dtype=torch.bool)
     dim_mask[:, :state_dims] = True
-    state = torch.randn(batch_size, D, generator=g) * dim_mask
+    actions = torch.zeros(batch_size, k, D)
+    actions[:, :, :state_dims] = _smooth_actions(g, batch_size, k, state_dims)
+    state = torch.zeros(batch_size, D)
+    state[:, :state_dims] = actions[:, 0, :state_dims] + 0.05 * torch.randn(batch_size, state_dims, generator=g)
     obs = Observation(
-        images=torch.randint(0, 256, (batch_size, V, T, 3, image_size, image_size), generator=g, dtype=torch.uint8),
+        images=_smooth_images(g, (batch_size, V, T), image_size),
         image_mask=torch.ones(batch_size, V, T, dtype=torch.bool),
         tokens=tokens,
         token_mask=token_mask,
@@ -39,9 +57,9 @@ def random_batch(
     )
     return Batch(
         observation=obs,
-        future_images=torch.randint(0, 256, (batch_size, V, 3, image_size, image_size), generator=g, dtype=torch.uint8),
+        future_images=_smooth_images(g, (batch_size, V), image_size),
         future_mask=torch.ones(batch_size, V, dtype=torch.bool),
-        actions=torch.randn(batch_size, k, D, generator=g) * dim_mask[:, None],
+        actions=actions,
         action_mask=torch.ones(batch_size, k, dtype=torch.bool),
         action_dim_mask=dim_mask,
         has_action=torch.ones(batch_size, dtype=torch.bool),

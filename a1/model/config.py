@@ -125,7 +125,9 @@ class ActionConfig:
     num_steps: int = 10
     """K: Euler steps from noise (τ = 0) to actions (τ = 1) at inference."""
     time_beta: list[float] = field(default_factory=lambda: [1.5, 1.0])
-    """(α, β) of the Beta distribution of the flow time τ during training (paper: Beta(1.5, 1))."""
+    """(α, β) of the Beta distribution of the noise level 1 − τ during training (τ = 0 noise,
+    τ = 1 actions); (1.5, 1) favours noisier times as in pi0 and the public InternVLA-A1 code
+    (see ``a1.model.flow``)."""
     time_embedding_periods: list[float] = field(default_factory=lambda: [4e-3, 4.0])
     """(min, max) periods of the sinusoidal embedding of τ."""
 

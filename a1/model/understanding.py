@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import (
+    AutoConfig,
     InternVLConfig,
     InternVLForConditionalGeneration,
     Qwen3VLConfig,
@@ -50,13 +51,13 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
     """The transformers model: pretrained from ``cfg.pretrained`` or random from the fields."""
     cls = _MODELS[cfg.family]
     if cfg.pretrained is not None:
-        model = cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
-        if model.config.model_type != cls.config_class.model_type:
+        found = AutoConfig.from_pretrained(cfg.pretrained).model_type
+        if found != cls.config_class.model_type:
             raise ValueError(
-                f"understanding.pretrained={cfg.pretrained!r} is a {model.config.model_type!r} "
-                f"model, but understanding.family={cfg.family!r}"
+                f"understanding.pretrained={cfg.pretrained!r} is a {found!r} model, but "
+                f"understanding.family={cfg.family!r} needs {cls.config_class.model_type!r}"
             )
-        return model
+        return cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
     vocab = cfg.text.get("vocab_size")
     if vocab is None or vocab < len(tokenizer):
         raise ValueError(

@@ -1,0 +1,46 @@
+"""environment.yml mirrors pyproject.toml; the CI script runs the README's commands."""
+
+import re
+import tomllib
+
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = _pyproject()["project"]
+    env = OmegaConf.to_container(OmegaConf.load(ROOT / "environment.yml"))
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    minimum = re.match(r">=(\d+)\.(\d+)", project["requires-python"]).groups()
+    assert tuple(int(x) for x in python.split("=")[1].split(".")[:2]) >= tuple(int(x) for x in minimum)
+    assert "pip" in deps and "ffmpeg" in deps
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    (local,) = [p for p in pip if p.startswith("-e")]
+    extras = re.search(r"\[(.*)\]", local).group(1).split(",")
+    assert set(extras) <= set(project["optional-dependencies"])
+    # Nothing else is pinned in the conda file: every Python dependency comes from pyproject.
+    assert pip == [local]
+
+
+def test_dev_extra_covers_every_extra_but_optional_accelerators():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    dev = " ".join(extras["dev"])
+    for name in extras:
+        if name not in ("dev", "video"):
+            assert name in dev, f"the dev extra must pull in [{name}]"
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    setup = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1).strip().splitlines()
+    assert len(setup) == 2, "README: exactly two commands (set up, test)"
+    install, test = setup
+    assert install.split("pip install", 1)[1].strip() in ci
+    assert test in ci
