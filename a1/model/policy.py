@@ -85,8 +85,9 @@ class InternVLAA1(nn.Module):
         self._check_compatible()
         experts = [self.understanding, self.generation, self.action]
         self.mot = MoT([e for e in experts if e is not None], self.understanding.head_dim, cfg.gradient_checkpointing)
-        for name, p in self.understanding.named_parameters():
-            if name.removeprefix("backbone.") in set(self.understanding.unused_parameter_names()):
+        unused = set(self.understanding.unused_parameter_names())
+        for name, p in self.understanding.backbone.named_parameters():
+            if name in unused:
                 p.requires_grad_(False)
 
     def _check_compatible(self) -> None:
@@ -163,8 +164,9 @@ class InternVLAA1(nn.Module):
         cfg = self.cfg.action
         batch.validate(len(self.cfg.views), cfg.chunk_size, cfg.max_dim)
         obs, B = batch.observation, batch.batch_size
-        latents = self.foresight.latents(torch.cat([obs.images, batch.future_images[:, :, None]], 2)) \
-            if self.foresight is not None else None  # (B, V, T+1, 16, h, w)
+        latents = None  # (B, V, T+1, 16, h, w): frames t−m, t and the target t+m, one encoder call
+        if self.foresight is not None:
+            latents = self.foresight.latents(torch.cat([obs.images, batch.future_images[:, :, None]], 2))
         prefix = self.prefix(obs, latents[:, :, :-1] if latents is not None else None)
         actions = batch.actions
         noise = torch.randn_like(actions) if noise is None else noise
