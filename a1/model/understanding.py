@@ -10,7 +10,9 @@ stream: embeddings, M-RoPE positions, DeepStack features and the padding mask.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +59,7 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
                 f"understanding.pretrained={cfg.pretrained!r} is a {found!r} model, but "
                 f"understanding.family={cfg.family!r} needs {cls.config_class.model_type!r}"
             )
+        _check_preprocessor(cfg)
         return cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
     vocab = cfg.text.get("vocab_size")
     if vocab is None or vocab < len(tokenizer):
@@ -77,6 +80,18 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
         config = InternVLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
     config._attn_implementation = "sdpa"
     return cls(config)
+
+
+def _check_preprocessor(cfg: UnderstandingConfig) -> None:
+    """A pretrained folder's image processor must normalise pixels as the config says."""
+    path = Path(cfg.pretrained) / "preprocessor_config.json"
+    if not path.is_file():
+        return
+    proc = json.loads(path.read_text())
+    for key in ("image_mean", "image_std"):
+        want, have = proc.get(key), getattr(cfg, key)
+        if want is not None and any(abs(a - b) > 1e-6 for a, b in zip(want, have)):
+            raise ValueError(f"understanding.{key}={have} differs from {path} ({key}={want})")
 
 
 class UnderstandingExpert(nn.Module):

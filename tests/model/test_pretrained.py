@@ -69,3 +69,19 @@ def test_expert_blocks_initialise_from_a_causal_lm(family, tmp_path):
     bad = dataclasses.replace(expert_cfg, pretrained=str(tmp_path), num_layers=expert_cfg.num_layers + 1)
     with pytest.raises(ValueError, match="action.expert.pretrained"):
         ExpertBlocks(bad, family, "action.expert")
+
+
+def test_pretrained_normalisation_must_match_the_config(tmp_path):
+    import json
+
+    from tests.conftest import tiny_qwen
+
+    source = InternVLAA1(tiny_qwen())
+    source.understanding.backbone.save_pretrained(tmp_path)
+    source.understanding.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.48, 0.45, 0.41],
+                                                                   "image_std": [0.27, 0.26, 0.28]}))
+    cfg = tiny_qwen()
+    cfg.understanding = dataclasses.replace(cfg.understanding, pretrained=str(tmp_path))
+    with pytest.raises(ValueError, match="understanding.image_mean"):
+        InternVLAA1(cfg)
