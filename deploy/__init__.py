@@ -1,0 +1,1 @@
+"""Deployment: the wire protocol, runtime, policy server and robot adapters."""
