@@ -138,3 +138,22 @@ def test_bad_batch_names_the_field():
     batch.observation.state[0, 0] = float("nan")
     with pytest.raises(ValueError, match="state: contains NaN"):
         model(batch)
+
+
+def test_gradient_checkpointing_gives_the_same_losses_and_gradients():
+    cfg = tiny_qwen()
+    torch.manual_seed(0)
+    plain = InternVLAA1(cfg)
+    ckpt_cfg = dataclasses.replace(cfg, gradient_checkpointing=True)
+    ckpt = InternVLAA1(ckpt_cfg)
+    ckpt.load_state_dict(plain.state_dict())
+    batch = random_batch(cfg, 2)
+    noise, tau = torch.randn_like(batch.actions), torch.tensor([0.3, 0.8])
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        joint_loss(model(batch, noise=noise, tau=tau), 0.01).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6)
