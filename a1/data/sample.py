@@ -9,8 +9,11 @@ episode's end. Human video has no state or actions (``has_action`` False).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def frame_window(t: int, length: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +75,53 @@ class Sample:
         if self.actions is not None and self.actions.shape[0] != self.action_valid.shape[0]:
             raise ValueError(f"{self.source}: {self.actions.shape[0]} actions but "
                              f"{self.action_valid.shape[0]} action_valid flags")
+
+
+def resize(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, 3, H, W) uint8 → (N, 3, size, size) uint8 (bilinear, antialiased); no-op at size."""
+    if frames.shape[-2:] == (size, size):
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+class EpisodeData(Protocol):
+    """What a sample is cut from: one episode, however it is stored (folder, shard, video)."""
+
+    length: int
+    """Number of frames."""
+
+    def instruction(self, t: int) -> str:
+        """The language instruction at frame t."""
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(length, Ds) float32 states and (length, Da) float32 actions, or None (human video)."""
+
+    def frames(self, view: str, indices: np.ndarray) -> np.ndarray | None:
+        """(N, 3, H, W) uint8 frames of ``view`` at ``indices``, or None when the view is absent."""
+
+
+def make_sample(
+    episode: EpisodeData, t: int, views: list[str], m: int, k: int, dataset_id: int, source: str, image_size: int
+) -> Sample:
+    """Cut the sample at frame t: windows t−m/t/t+m per view (resized to ``image_size``²),
+    state q_t, chunk a_{t:t+k}."""
+    idx, in_range = frame_window(t, episode.length, m)
+    images = np.zeros((len(views), 3, 3, image_size, image_size), dtype=np.uint8)
+    valid = np.zeros((len(views), 3), dtype=bool)
+    for v, view in enumerate(views):
+        frames = episode.frames(view, idx)
+        if frames is None:
+            continue
+        images[v], valid[v] = resize(frames, image_size), in_range
+    vectors = episode.vectors()
+    state = actions = None
+    action_valid = np.zeros(k, dtype=bool)
+    if vectors is not None:
+        states, all_actions = vectors
+        steps, action_valid = chunk_window(t, episode.length, k)
+        state, actions = states[t].astype(np.float32), all_actions[steps].astype(np.float32)
+    sample = Sample(episode.instruction(t), images, valid, state, actions, action_valid, dataset_id, source)
+    sample.validate()
+    return sample
