@@ -1,0 +1,95 @@
+"""A1DataModule on real files: balanced slots, mixture, reproducibility, bad input, batches."""
+
+import itertools
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from a1.data.datamodule import A1DataModule, DataOptions, realized_frequencies
+from a1.data.sources import DatasetConfig
+from a1.data.synthetic import generate
+
+OPTS = DataOptions(chunk_size=16, image_size=32, max_text_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("dm"), episodes=6, human_clips=3, image_size=32, frames_per_episode=36)
+
+
+def _datasets(synth, human_path=None):
+    return [DatasetConfig(name="robot", weight=0.7, path=str(synth["robot"])),
+            DatasetConfig(name="ego", weight=0.3, kind="human_video", path=str(human_path or synth["human"]))]
+
+
+def _module(datasets, **kw) -> A1DataModule:
+    dm = A1DataModule(datasets, OPTS, **{"batch_size": 4, "num_workers": 0, **kw})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_each_worker_serves_only_its_slot(synth):
+    dm = _module(_datasets(synth), num_workers=2)
+    probs = dm.mixture.probs  # (2 slots, 2 datasets)
+    batches = list(itertools.islice(iter(dm.train_dataloader()), 8))
+    for i, b in enumerate(batches):  # a DataLoader takes batches round-robin from its workers
+        allowed = set(np.flatnonzero(probs[i % 2]).tolist())
+        assert set(b.dataset_id.tolist()) <= allowed
+    freq = realized_frequencies(batches, 2)
+    assert abs(freq[0] - 0.7) < 0.2  # exact weights are tested on the mixture itself
+
+
+def test_same_seed_same_batches(synth):
+    a = list(itertools.islice(iter(_module(_datasets(synth)).train_dataloader()), 2))
+    b = list(itertools.islice(iter(_module(_datasets(synth)).train_dataloader()), 2))
+    c = list(itertools.islice(iter(_module(_datasets(synth), seed=1).train_dataloader()), 2))
+    for x, y in zip(a, b):
+        assert torch.equal(x.observation.images, y.observation.images) and torch.equal(x.actions, y.actions)
+    assert not torch.equal(a[0].observation.images, c[0].observation.images)
+
+
+def test_batches_are_normalised_and_masked(synth):
+    dm = _module(_datasets(synth))
+    batch = next(iter(dm.train_dataloader()))
+    batch.validate(3, OPTS.chunk_size, OPTS.max_dim)
+    robot = batch.dataset_id == 0
+    assert batch.has_action[robot].all() and not batch.has_action[~robot].any()
+    assert batch.action_dim_mask[robot].sum(1).tolist() == [14] * int(robot.sum())
+    assert batch.actions[robot][:, :, :14].abs().mean() < 3  # normalised scale
+    val = next(iter(dm.val_dataloader()))
+    val.validate(3, OPTS.chunk_size, OPTS.max_dim)
+
+
+def test_isolated_bad_sample_is_skipped_counted_and_logged(synth, tmp_path, caplog):
+    human = tmp_path / "human"
+    shutil.copytree(synth["human"], human)
+    clip = human / "clips" / "0000.mp4"
+    clip.write_bytes(clip.read_bytes()[:300])  # truncated video
+    dm = _module([DatasetConfig(name="ego", weight=1.0, kind="human_video", path=str(human))])
+    loader = dm.train_dataloader()
+    with caplog.at_level(logging.WARNING, logger="a1.data.datamodule"):
+        batches = list(itertools.islice(iter(loader), 6))
+    assert len(batches) == 6
+    assert loader.dataset.skipped > 0
+    assert "skipping bad sample ego/episode 0" in caplog.text and "0000.mp4" in caplog.text
+
+
+def test_dataset_wrong_as_a_whole_fails_at_setup(synth, tmp_path):
+    bad = DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"]),
+                        cameras={"head": "observation.images.top", "left_wrist": None, "right_wrist": None})
+    with pytest.raises(KeyError, match="observation.images.top"):
+        _module([bad])
+    with pytest.raises(Exception, match="info.json"):
+        _module([DatasetConfig(name="nope", weight=1.0, path=str(tmp_path / "missing"))])
+
+
+def test_synthetic_world_is_generated_on_first_use(tmp_path):
+    root = tmp_path / "cache"
+    ds = [DatasetConfig(name="synthetic", weight=1.0, path=str(root / "robot"))]
+    dm = _module(ds, synthetic=str(root))
+    assert (root / "robot" / "meta" / "info.json").is_file() and (root / "robot" / "a1_stats.json").is_file()
+    assert next(iter(dm.train_dataloader())).batch_size == 4
