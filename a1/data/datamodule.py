@@ -222,3 +222,22 @@ def realized_frequencies(batches, num_datasets: int) -> np.ndarray:
     for b in batches:
         counts += torch.bincount(b.dataset_id, minlength=num_datasets).numpy()
     return counts / max(counts.sum(), 1)
+
+
+def datamodule_from_config(path: str | Path) -> A1DataModule:
+    """Build the ``data`` section of a YAML config (strict keys, interpolation resolved)."""
+    from a1.config import ConfigError, from_dict, load_yaml
+
+    section = dict(load_yaml(path).get("data") or {})
+    if "datasets" not in section:
+        raise ConfigError(f"{path}: missing key data.datasets")
+    known = {"datasets", "options", "batch_size", "num_workers", "seed", "val_fraction", "val_samples", "synthetic"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join('data.' + k for k in unknown)}")
+    try:
+        section["datasets"] = [from_dict(DatasetConfig, d, f"data.datasets[{i}]") for i, d in enumerate(section["datasets"])]
+        section["options"] = from_dict(DataOptions, section.get("options", {}), "data.options")
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return A1DataModule(**section)

@@ -116,3 +116,21 @@ def test_training_streams_from_shards_equal_folder_batches(synth, tmp_path):
     for field in ("images", "image_mask", "tokens", "state", "state_mask"):
         assert torch.equal(getattr(a.observation, field), getattr(b.observation, field)), field
     assert torch.equal(a.actions, b.actions) and torch.equal(a.future_images, b.future_images)
+
+
+def test_tiny_config_trains_from_the_synthetic_world(tmp_path, monkeypatch):
+    from a1.config import policy_config
+    from a1.data.datamodule import datamodule_from_config
+    from a1.model.policy import InternVLAA1, joint_loss
+    from tests.conftest import CONFIGS
+
+    monkeypatch.setenv("A1_CACHE", str(tmp_path))
+    dm = datamodule_from_config(CONFIGS / "tiny.yaml")
+    dm.num_workers = 0
+    dm.prepare_data()  # generates the synthetic world into $A1_CACHE/synthetic
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    model = InternVLAA1(policy_config(CONFIGS / "tiny.yaml"))
+    loss = joint_loss(model(batch), 0.01)
+    assert torch.isfinite(loss)
+    loss.backward()
