@@ -191,15 +191,23 @@ class A1DataModule(L.LightningDataModule):
 
     @staticmethod
     def _stats(cfg: DatasetConfig) -> tuple[FeatureStats, FeatureStats]:
+        """``a1_stats.json`` beside the data; else LeRobot's ``meta/stats.json`` when it has
+        mean/std/q01/q99; else computed in memory (the data folder is never written to)."""
         path = Path(cfg.path)
-        if not (path / STATS_FILE).is_file():
-            stats = compute_stats(path, cfg.state_key, cfg.action_key)
+        if (path / STATS_FILE).is_file():
+            return load_stats(path)
+        meta = path / "meta" / "stats.json"
+        if meta.is_file():
+            data = json.loads(meta.read_text())
             try:
-                (path / STATS_FILE).write_text(json.dumps(stats, indent=1))
-            except OSError:
-                log.warning("%s is read-only: statistics computed in memory only", path)
-            return (FeatureStats.from_dict(stats["state"], cfg.name), FeatureStats.from_dict(stats["action"], cfg.name))
-        return load_stats(path)
+                return (FeatureStats.from_dict(data[cfg.state_key], f"{meta}:{cfg.state_key}"),
+                        FeatureStats.from_dict(data[cfg.action_key], f"{meta}:{cfg.action_key}"))
+            except KeyError:
+                pass  # older stats without percentiles: compute our own
+        log.warning("%s has no %s: computing statistics in memory (run `python -m a1.data.stats %s` to "
+                    "store them)", path, STATS_FILE, path)
+        stats = compute_stats(path, cfg.state_key, cfg.action_key)
+        return (FeatureStats.from_dict(stats["state"], cfg.name), FeatureStats.from_dict(stats["action"], cfg.name))
 
     def collator(self) -> Collator:
         o = self.opts

@@ -91,7 +91,7 @@ def test_synthetic_world_is_generated_on_first_use(tmp_path):
     root = tmp_path / "cache"
     ds = [DatasetConfig(name="synthetic", weight=1.0, path=str(root / "robot"))]
     dm = _module(ds, synthetic=str(root))
-    assert (root / "robot" / "meta" / "info.json").is_file() and (root / "robot" / "a1_stats.json").is_file()
+    assert (root / "robot" / "meta" / "info.json").is_file()
     assert next(iter(dm.train_dataloader())).batch_size == 4
 
 
