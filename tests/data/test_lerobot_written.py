@@ -7,12 +7,16 @@ from a1.data.lerobot import LeRobotReader
 from a1.data.sources import DatasetConfig
 from tests.conftest import ROOT
 
-FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_aloha"
+import pytest
+
+FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURE = FIXTURES / "lerobot_v30_aloha"
 
 
-def test_reader_reads_lerobot_output():
-    r = LeRobotReader(FIXTURE)
-    assert (r.version, r.num_episodes, r.num_frames, r.fps) == ("v3.0", 2, 21, 10)
+@pytest.mark.parametrize("folder, version", [("lerobot_v30_aloha", "v3.0"), ("lerobot_v21_aloha", "v2.1")])
+def test_reader_reads_lerobot_output(folder, version):
+    r = LeRobotReader(FIXTURES / folder)
+    assert (r.version, r.num_episodes, r.num_frames, r.fps) == (version, 2, 21, 10)
     assert sorted(r.camera_keys) == ["observation.images.cam_high", "observation.images.cam_left_wrist"]
     for ep, (length, task) in zip(r.episodes, [(12, "fold the towel"), (9, "open the drawer")]):
         assert ep.length == length and r.instruction(ep, length - 1) == task
