@@ -148,15 +148,13 @@ plt.show()
 #
 # The model builds the same mask for a real batch. Here is the tiny model's mask for one
 # sample: 42 understanding tokens (18 image + 24 text, with text padding), 96 generation, 1
-# state, 16 actions. (`prefix` and `_mask` are internals of the policy, used here to peek.)
+# state, 16 actions. `attention_layout` returns the block id of every token and the mask.
 
 # %%
 batch = random_batch(cfg, 2)
 obs = batch.observation
-prefix = model.prefix(obs)
-full_mask = model._mask(prefix, True)  # (B, L, L)
-real_lengths = {UNDERSTANDING: prefix.streams[0].shape[1], GENERATION: prefix.streams[1].shape[1],
-                STATE: 1, ACTION: cfg.action.chunk_size}
+token_blocks, full_mask = model.attention_layout(obs)  # (L,), (B, L, L)
+real_lengths = {b: int((token_blocks == b).sum()) for b in (UNDERSTANDING, GENERATION, STATE, ACTION)}
 print("mask shape:", tuple(full_mask.shape), "blocks:", dict(zip(names, real_lengths.values())))
 fig, ax = plt.subplots(figsize=(5, 5))
 draw_mask(ax, full_mask[0], real_lengths, "tiny model, sample 0")

@@ -155,6 +155,12 @@ class InternVLAA1(nn.Module):
         causal = self.cfg.understanding.attention == "causal"
         return attention_mask(self._blocks(prefix, with_suffix), valid, causal)
 
+    def attention_layout(self, obs: Observation) -> tuple[Tensor, Tensor]:
+        """(L,) block id per token and the (B, L, L) attention mask of the full training
+        sequence [understanding | generation | state | actions] for an observation."""
+        prefix = self.prefix(obs)
+        return self._blocks(prefix, True), self._mask(prefix, True)
+
     def _rope(self, like: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         return self.understanding.rotary(like, positions)
 

@@ -157,3 +157,15 @@ def test_gradient_checkpointing_gives_the_same_losses_and_gradients():
     assert grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6)
+
+
+def test_attention_layout_of_an_observation():
+    cfg = tiny_qwen()
+    model = InternVLAA1(cfg)
+    obs = random_batch(cfg, 2).observation
+    blocks, mask = model.attention_layout(obs)
+    lengths = torch.bincount(blocks).tolist()
+    assert lengths == [model.understanding.num_image_tokens + cfg.understanding.max_text_tokens, 96, 1,
+                       cfg.action.chunk_size]
+    assert mask.shape == (2, blocks.numel(), blocks.numel())
+    assert not mask[:, : lengths[0], lengths[0]:].any()  # understanding never sees later blocks
