@@ -14,14 +14,18 @@ import numpy as np
 from a1.data.sample import EpisodeData
 
 
-def is_validation(dataset: str, episode: int, fraction: float) -> bool:
-    """Deterministic train/validation split by episode (a hash of dataset name and index)."""
-    return zlib.crc32(f"{dataset}/{episode}".encode()) / 2**32 < fraction
+def _hash(dataset: str, episode: int) -> float:
+    return zlib.crc32(f"{dataset}/{episode}".encode()) / 2**32
 
 
 def split_episodes(dataset: str, episodes: Sequence, fraction: float, split: str) -> list[int]:
-    """Indices of the episodes of ``split`` (``train`` keeps ≥ 1 episode whatever the hash says)."""
-    val = [i for i in range(len(episodes)) if is_validation(dataset, i, fraction)]
+    """Indices of the episodes of ``split``: an episode is held out for validation when a hash
+    of (dataset name, index) is below ``fraction`` — deterministic, independent of the machine.
+    With ``fraction > 0`` and ≥ 2 episodes, validation gets ≥ 1 episode and training keeps ≥ 1."""
+    hashes = [_hash(dataset, i) for i in range(len(episodes))]
+    val = [i for i, h in enumerate(hashes) if h < fraction]
+    if fraction > 0 and not val and len(episodes) >= 2:
+        val = [min(range(len(episodes)), key=hashes.__getitem__)]
     if len(val) == len(episodes):
         val = val[1:]
     if split == "val":

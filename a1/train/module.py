@@ -1,0 +1,178 @@
+"""``A1Module``: the LightningModule around the InternVLA-A1 policy (paper §3.3, Table 2).
+
+Loss = λ·L_gen + L_act with per-sample validity masks (action-free samples train L_gen only).
+Logs train/loss, loss_act, loss_gen, lr, grad_norm and samples/s; validates with torchmetrics
+(action MSE overall and per horizon bucket, foresight latent MSE, and PSNR/SSIM of decoded
+foresight frames when real tokenizer weights are configured). Optional EMA of the weights (timm)
+is used for validation and export.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from timm.utils import ModelEmaV3
+from torch import Tensor
+from torchmetrics import MeanMetric, MeanSquaredError
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from a1.batch import Batch
+from a1.model.config import PolicyConfig
+from a1.model.policy import InternVLAA1, joint_loss, masked_mean
+from a1.train.optim import OptimConfig, build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf (message names the step and the batch's datasets)."""
+
+
+class A1Module(L.LightningModule):
+    """Trains :class:`a1.model.policy.InternVLAA1`."""
+
+    def __init__(
+        self,
+        policy: PolicyConfig,
+        lambda_gen: float = 0.01,
+        optim: OptimConfig | None = None,
+        freeze_vision: bool = False,
+        freeze_understanding: bool = False,
+        ema_decay: float | None = None,
+        on_nonfinite: Literal["skip", "stop"] = "stop",
+        horizon_buckets: int = 5,
+    ) -> None:
+        """
+        Args:
+            policy: the model (experts, foresight, flow matching).
+            lambda_gen: λ weighting the generation loss (paper: 0.01).
+            optim: optimizer and learning-rate schedule (AdamW, Table 2).
+            freeze_vision: keep the understanding expert's vision tower (and projector) fixed.
+            freeze_understanding: keep the whole understanding expert fixed.
+            ema_decay: keep an exponential moving average of the weights (e.g. 0.999), used for
+                validation and export; ``None``: off.
+            on_nonfinite: on a NaN/inf loss, ``skip`` the batch (logged) or ``stop`` the run.
+            horizon_buckets: validation action MSE is also reported over this many equal parts
+                of the action chunk (near → far future).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.optim_cfg = optim or OptimConfig()
+        self.lambda_gen, self.on_nonfinite = lambda_gen, on_nonfinite
+        self.policy = InternVLAA1(policy)
+        self._freeze(freeze_vision, freeze_understanding)
+        self.ema = ModelEmaV3(self.policy, decay=ema_decay) if ema_decay is not None else None
+        if self.ema is not None:
+            self.ema.requires_grad_(False)
+        self.val_action_mse = MeanSquaredError()
+        self.val_bucket_mse = torch.nn.ModuleList(MeanSquaredError() for _ in range(horizon_buckets))
+        self.val_latent_mse = MeanMetric()
+        self.decoded = policy.generation.enabled and policy.generation.tokenizer.weights is not None
+        if self.decoded:
+            self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
+            self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self._last_step_time: float | None = None
+
+    def _freeze(self, vision: bool, understanding: bool) -> None:
+        und = self.policy.understanding.backbone
+        if understanding:
+            und.requires_grad_(False)
+        elif vision:
+            tower = getattr(und.model, "visual", None) or und.model.vision_tower
+            tower.requires_grad_(False)
+            projector = getattr(und.model, "multi_modal_projector", None)
+            if projector is not None:
+                projector.requires_grad_(False)
+
+    # --- training -------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        losses = self.policy(batch)
+        loss = joint_loss(losses, self.lambda_gen)
+        if not torch.isfinite(loss):
+            datasets = sorted(set(batch.dataset_id.tolist()))
+            msg = (f"non-finite loss {loss.item()} at step {self.global_step} (batch {batch_idx}, "
+                   f"dataset ids {datasets}; L_act {losses.act.tolist()}, L_gen {losses.gen.tolist()})")
+            if self.on_nonfinite == "stop":
+                raise NonFiniteLossError(msg)
+            rank_zero_warn(f"skipping batch: {msg}")
+            return None
+        B = batch.batch_size
+        self.log("train/loss", loss, prog_bar=True, batch_size=B)
+        self.log("train/loss_act", masked_mean(losses.act, losses.act_valid), batch_size=B)
+        self.log("train/loss_gen", masked_mean(losses.gen, losses.gen_valid), batch_size=B)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=B)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.log("train/samples_per_s", B / max(now - self._last_step_time, 1e-9), batch_size=B)
+        self._last_step_time = now
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            self.log("train/grad_norm", norm)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update(self.policy, step=self.global_step)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.policy, self.optim_cfg)
+        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, self.optim_cfg)}
+
+    # --- validation -----------------------------------------------------------------------
+    @property
+    def eval_policy(self) -> InternVLAA1:
+        """The weights used for validation and export (the EMA when enabled)."""
+        return self.ema.module if self.ema is not None else self.policy
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        policy = self.eval_policy
+        g = torch.Generator(device=batch.actions.device).manual_seed(batch_idx)
+        noise = torch.randn(batch.actions.shape, generator=g, device=batch.actions.device)
+        want_frames = self.decoded
+        out = policy.sample_actions(batch.observation, noise=noise, foresight=want_frames)
+        actions, frames = out if want_frames else (out, None)
+        self._action_metrics(batch, actions)
+        losses = policy(batch, noise=noise, tau=torch.ones(batch.batch_size, device=noise.device))
+        if losses.gen_valid.any():
+            self.val_latent_mse.update(losses.gen[losses.gen_valid])
+            self.log("val/latent_mse", self.val_latent_mse, batch_size=batch.batch_size)
+        if frames is not None:
+            self._image_metrics(batch, frames)
+
+    def _action_metrics(self, batch: Batch, actions: Tensor) -> None:
+        mask = batch.action_mask[:, :, None] & batch.action_dim_mask[:, None, :] & batch.has_action[:, None, None]
+        if not mask.any():
+            return
+        self.val_action_mse.update(actions[mask], batch.actions[mask])
+        self.log("val/action_mse", self.val_action_mse, prog_bar=True, batch_size=batch.batch_size)
+        for i, (metric, part) in enumerate(zip(self.val_bucket_mse,
+                                               torch.arange(actions.shape[1]).tensor_split(len(self.val_bucket_mse)))):
+            m = torch.zeros_like(mask)
+            m[:, part] = mask[:, part]
+            if m.any():
+                metric.update(actions[m], batch.actions[m])
+                self.log(f"val/action_mse_h{i}", metric, batch_size=batch.batch_size)
+
+    def _image_metrics(self, batch: Batch, frames: Tensor) -> None:
+        """PSNR/SSIM of decoded foresight frames vs the real t+m frames, existing views only."""
+        ok = batch.future_mask
+        if not ok.any():
+            return
+        pred = frames[ok].float() / 255.0
+        real = batch.future_images[ok].float() / 255.0
+        real = F.interpolate(real, size=pred.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+        self.val_psnr.update(pred, real)
+        self.val_ssim.update(pred, real)
+        self.log("val/foresight_psnr", self.val_psnr, batch_size=batch.batch_size)
+        self.log("val/foresight_ssim", self.val_ssim, batch_size=batch.batch_size)
+
+    def policy_config(self) -> dict:
+        """The policy's config as plain data (for export)."""
+        return asdict(self.policy.cfg)
