@@ -65,6 +65,14 @@ class MixtureStream(IterableDataset):
         self.rank, self.seed, self.val_fraction = rank, seed, val_fraction
         self.epoch = 0
         self.skipped = 0
+        self.start_batch = 0  # batches this rank already consumed (set on resume)
+        self.batch_size = 1
+
+    def _samples_to_skip(self, worker: int, num_workers: int) -> int:
+        """Samples this worker produced before ``start_batch`` (a DataLoader takes batches
+        round-robin from its workers), so a resumed run continues the same data order."""
+        batches = sum(1 for j in range(self.start_batch) if j % num_workers == worker)
+        return batches * self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -89,10 +97,14 @@ class MixtureStream(IterableDataset):
         sampler = self.mixture.sampler(self.rank, worker, num_workers, seed=self.seed, epoch=self.epoch)
         pools: dict[int, EpisodePool | StreamPool] = {}  # opened lazily: only this slot's datasets
         o = self.opts
+        skip = self._samples_to_skip(worker, num_workers)
         for d in sampler:
             if d not in pools:
                 pools[d] = self._pool(d, worker)
             episode, t, index = pools[d].draw()
+            if skip > 0:  # fast-forward without decoding (exact unless a skipped draw was a bad sample)
+                skip -= 1
+                continue
             where = f"{self.datasets[d].name}/episode {index}/frame {t}"
             try:
                 yield make_sample(episode, t, o.views, o.history, o.chunk_size, d, where, o.image_size)
@@ -215,6 +227,9 @@ class A1DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stream = MixtureStream(self.datasets, self.mixture, self.opts, self.rank, self.seed, self.val_fraction)
+        stream.batch_size = self.batch_size
+        if self.trainer is not None:  # resuming: continue the data order where the run stopped
+            stream.start_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
         return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers,
                           collate_fn=self.collator(), persistent_workers=self.num_workers > 0)
 

@@ -23,6 +23,7 @@ from torchmetrics import MeanMetric, MeanSquaredError
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from a1.batch import Batch
+from a1.model import flow
 from a1.model.config import PolicyConfig
 from a1.model.policy import InternVLAA1, joint_loss, masked_mean
 from a1.train.optim import OptimConfig, build_optimizer, build_scheduler
@@ -89,8 +90,20 @@ class A1Module(L.LightningModule):
                 projector.requires_grad_(False)
 
     # --- training -------------------------------------------------------------------------
+    def flow_draws(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Flow noise ε and times τ for this step, a function of (seed, step, rank) only, so a
+        resumed run draws exactly what the uninterrupted run would have drawn."""
+        actions = batch.actions
+        devices = [actions.device] if actions.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.global_step + 7919 * self.global_rank)
+            noise = torch.randn_like(actions)
+            tau = flow.sample_time(actions.shape[0], *self.policy.cfg.action.time_beta, device=actions.device)
+        return noise, tau
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
-        losses = self.policy(batch)
+        noise, tau = self.flow_draws(batch)
+        losses = self.policy(batch, noise=noise, tau=tau)
         loss = joint_loss(losses, self.lambda_gen)
         if not torch.isfinite(loss):
             datasets = sorted(set(batch.dataset_id.tolist()))
@@ -172,6 +185,21 @@ class A1Module(L.LightningModule):
         self.val_ssim.update(pred, real)
         self.log("val/foresight_psnr", self.val_psnr, batch_size=batch.batch_size)
         self.log("val/foresight_ssim", self.val_ssim, batch_size=batch.batch_size)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the normalisation statistics (plain lists, no objects) next to the weights, so a
+        checkpoint alone is enough to export a deployable policy."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and getattr(dm, "norms", None):
+            checkpoint["a1_normalization"] = {
+                dm.datasets[d].name: {
+                    "mode": norm.mode,
+                    "state": norm.state.to_dict() if norm.state is not None else None,
+                    "action": norm.action.to_dict() if norm.action is not None else None,
+                }
+                for d, norm in dm.norms.items()
+            }
+        checkpoint["a1_policy_config"] = asdict(self.policy.cfg)
 
     def policy_config(self) -> dict:
         """The policy's config as plain data (for export)."""

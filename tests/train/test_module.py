@@ -28,10 +28,9 @@ def test_training_step_is_the_lambda_weighted_joint_loss():
     module = _Trainerless(tiny_qwen(), lambda_gen=0.5)
     batch = random_batch(module.policy.cfg, 2)
     batch.has_action[1] = False
-    torch.manual_seed(1)
     loss = module.training_step(batch, 0)
-    torch.manual_seed(1)
-    expected = joint_loss(module.policy(batch), 0.5)
+    noise, tau = module.flow_draws(batch)  # a function of (seed, step, rank): drawn again identically
+    expected = joint_loss(module.policy(batch, noise=noise, tau=tau), 0.5)
     torch.testing.assert_close(loss, expected)
 
 
