@@ -205,3 +205,12 @@ def test_not_a_checkpoint_and_missing_file(tmp_path):
                          "layout would test nothing real")
 def test_deepspeed_checkpoint_folder():
     """Export of a Lightning DeepSpeed checkpoint folder (needs CUDA)."""
+
+
+def test_post_training_initialises_from_an_exported_policy(exported, trained, tmp_path):
+    module, _ = trained
+    fresh = A1Module(tiny_qwen(), init_from=str(exported))
+    for (name, a), b in zip(module.eval_policy.state_dict().items(), fresh.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(FileNotFoundError, match="model.init_from"):
+        A1Module(tiny_qwen(), init_from=str(tmp_path))

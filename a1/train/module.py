@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -46,6 +47,7 @@ class A1Module(L.LightningModule):
         ema_decay: float | None = None,
         on_nonfinite: Literal["skip", "stop"] = "stop",
         horizon_buckets: int = 5,
+        init_from: str | None = None,
     ) -> None:
         """
         Args:
@@ -59,12 +61,17 @@ class A1Module(L.LightningModule):
             on_nonfinite: on a NaN/inf loss, ``skip`` the batch (logged) or ``stop`` the run.
             horizon_buckets: validation action MSE is also reported over this many equal parts
                 of the action chunk (near → far future).
+            init_from: an exported policy folder (``python -m a1.export``) whose
+                ``model.safetensors`` initialises the policy — how post-training starts from a
+                pre-trained run (``--ckpt_path`` instead resumes a run, optimizer and step included).
         """
         super().__init__()
         self.save_hyperparameters()
         self.optim_cfg = optim or OptimConfig()
         self.lambda_gen, self.on_nonfinite = lambda_gen, on_nonfinite
         self.policy = InternVLAA1(policy)
+        if init_from is not None:
+            self._init_from(init_from)
         self._freeze(freeze_vision, freeze_understanding)
         self.ema = ModelEmaV3(self.policy, decay=ema_decay) if ema_decay is not None else None
         if self.ema is not None:
@@ -77,6 +84,19 @@ class A1Module(L.LightningModule):
             self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
             self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self._last_step_time: float | None = None
+
+    def _init_from(self, folder: str) -> None:
+        """Load an exported policy's weights (safetensors: no pickle); shapes must match."""
+        from safetensors.torch import load_file
+
+        file = Path(folder) / "model.safetensors"
+        if not file.is_file():
+            raise FileNotFoundError(f"model.init_from: {file} not found (export a checkpoint with python -m a1.export)")
+        state = load_file(str(file))
+        try:
+            self.policy.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"model.init_from: {file} does not fit model.policy: {err}") from err
 
     def _freeze(self, vision: bool, understanding: bool) -> None:
         und = self.policy.understanding.backbone
