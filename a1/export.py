@@ -149,6 +149,8 @@ def export(ckpt_path: str | Path, out: str | Path, ema: bool | None = None) -> P
     (out / CONFIG).write_text(json.dumps({"policy": cfg_dict, "a1": meta}, indent=2) + "\n")
     (out / NORMALIZATION).write_text(json.dumps(normalization, indent=2) + "\n")
     load_tokenizer(cfg.understanding.pretrained).save_pretrained(str(out / TOKENIZER))
+    if ckpt.get("a1_backbone_config"):  # architecture of the understanding backbone (no weights)
+        (out / TOKENIZER / "config.json").write_text(json.dumps(ckpt["a1_backbone_config"], indent=2) + "\n")
     (out / README).write_text(_readme(meta, cfg, normalization, len(weights)))
     return out
 

@@ -113,18 +113,20 @@ def load_policy(folder: str | Path, device: str | torch.device = "cpu") -> Loade
     if not isinstance(doc, dict) or "policy" not in doc:
         raise PolicyLoadError(f"{folder / CONFIG}: no 'policy' section")
     cfg = from_dict(PolicyConfig, doc["policy"], "policy")
-    if cfg.understanding.pretrained is not None and not cfg.understanding.text:
-        raise PolicyLoadError(
-            f"{folder / CONFIG}: the understanding backbone came from the pretrained folder "
-            f"{cfg.understanding.pretrained!r} and its architecture is not in the config; "
-            "loading such exports without that folder is not supported yet")
+    build = _build_config(cfg)
+    if cfg.understanding.pretrained is not None:  # backbone architecture saved beside the tokenizer
+        if not (folder / TOKENIZER / "config.json").is_file():
+            raise PolicyLoadError(
+                f"{folder / TOKENIZER}/config.json missing: the understanding backbone came from "
+                f"{cfg.understanding.pretrained!r}; re-export with this a1 version")
+        build.understanding.pretrained = str(folder / TOKENIZER)
     normalization = _normalization(_read_json(folder / NORMALIZATION), folder / NORMALIZATION)
     tok_dir = folder / TOKENIZER
     if not tok_dir.is_dir():
         raise PolicyLoadError(f"missing {tok_dir}")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
 
-    policy = InternVLAA1(_build_config(cfg))
+    policy = InternVLAA1(build)
     _swap_tokenizer(policy, tokenizer, folder)
     weights_path = folder / WEIGHTS
     if not weights_path.is_file():

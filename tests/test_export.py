@@ -214,3 +214,31 @@ def test_post_training_initialises_from_an_exported_policy(exported, trained, tm
         assert torch.equal(a, b), name
     with pytest.raises(FileNotFoundError, match="model.init_from"):
         A1Module(tiny_qwen(), init_from=str(tmp_path))
+
+
+def test_run_from_a_pretrained_backbone_exports_and_reloads_without_that_folder(tmp_path):
+    import dataclasses
+    import shutil
+
+    from a1.model.policy import InternVLAA1
+
+    torch.manual_seed(0)
+    cfg = tiny_qwen()
+    backbone = tmp_path / "Qwen3-VL-tiny"  # stands in for a downloaded Qwen3-VL-2B-Instruct folder
+    source = InternVLAA1(cfg)
+    source.understanding.backbone.save_pretrained(backbone)
+    source.understanding.tokenizer.save_pretrained(backbone)
+    cfg.understanding = dataclasses.replace(cfg.understanding, pretrained=str(backbone), text={}, vision={}, model={})
+    module = A1Module(cfg)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(_Batches([random_batch(cfg, 2, seed=1)]), batch_size=None))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    proc = _run_export(tmp_path / "run.ckpt", tmp_path / "policy")
+    assert proc.returncode == 0, proc.stderr
+    obs, noise = _obs_and_noise(cfg)  # tokenised with the backbone's tokenizer
+    shutil.rmtree(backbone)  # deployment machines do not have the training-time folders
+    loaded = load_policy(tmp_path / "policy")
+    module.eval()
+    torch.testing.assert_close(loaded.policy.sample_actions(obs, noise=noise),
+                               module.policy.sample_actions(obs, noise=noise), rtol=0, atol=1e-6)

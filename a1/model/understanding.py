@@ -60,6 +60,10 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
                 f"understanding.family={cfg.family!r} needs {cls.config_class.model_type!r}"
             )
         _check_preprocessor(cfg)
+        if not _has_weights(Path(cfg.pretrained)):  # an architecture-only folder (exported policies)
+            config = AutoConfig.from_pretrained(cfg.pretrained)
+            config._attn_implementation = "sdpa"
+            return cls(config)
         return cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
     vocab = cfg.text.get("vocab_size")
     if vocab is None or vocab < len(tokenizer):
@@ -80,6 +84,13 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
         config = InternVLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
     config._attn_implementation = "sdpa"
     return cls(config)
+
+
+def _has_weights(folder: Path) -> bool:
+    """A local folder with transformers weight files (a hub id counts as having them)."""
+    if not folder.is_dir():
+        return True
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.index.json"))
 
 
 def _check_preprocessor(cfg: UnderstandingConfig) -> None:

@@ -220,6 +220,9 @@ class A1Module(L.LightningModule):
                 for d, norm in dm.norms.items()
             }
         checkpoint["a1_policy_config"] = asdict(self.policy.cfg)
+        # the understanding backbone's transformers config: exports of runs that started from a
+        # pretrained folder can then be rebuilt without that folder
+        checkpoint["a1_backbone_config"] = self.policy.understanding.backbone.config.to_dict()
 
     def policy_config(self) -> dict:
         """The policy's config as plain data (for export)."""
