@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Dataset
 
 from a1.batch import Batch, Observation
 from a1.model.config import PolicyConfig
@@ -65,3 +66,16 @@ def random_batch(
         has_action=torch.ones(batch_size, dtype=torch.bool),
         dataset_id=torch.zeros(batch_size, dtype=torch.long),
     )
+
+
+class BatchList(Dataset):
+    """Ready-made batches as a Dataset: ``DataLoader(BatchList(batches), batch_size=None)``."""
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = list(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.batches[i]

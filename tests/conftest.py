@@ -9,10 +9,20 @@ import pytest
 import torch
 
 from a1.config import from_dict, policy_config
+from a1.data.assign import DatasetSpec
 from a1.model.config import PolicyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+
+#: The paper's pre-training mixture (Table 3): name, frames, sampling weight.
+TABLE3 = [
+    DatasetSpec("InternData-A1", 396_000_000, 0.64),
+    DatasetSpec("RoboTwin", 17_000_000, 0.08),
+    DatasetSpec("AgiBot-World (Beta)", 206_000_000, 0.18),
+    DatasetSpec("RoboMind", 5_000_000, 0.02),
+    DatasetSpec("EgoDex", 68_000_000, 0.08),
+]
 
 
 def tiny_qwen() -> PolicyConfig:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from a1.data.normalize import FeatureStats, normalize
 from a1.export import ExportError, export
 from a1.policy_io import load_policy
-from a1.testing import random_batch
+from a1.testing import BatchList, random_batch
 from a1.train.module import A1Module
 from tests.conftest import ROOT, tiny_qwen
 
@@ -34,19 +34,6 @@ NORMALIZATION = {
 }
 
 
-class _Batches(Dataset):
-    """Pre-collated batches (used with ``batch_size=None``)."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        return self.batches[i]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A1Module with EMA (decay 0.5) after two real optimizer steps (timm's EMA copies the
@@ -54,7 +41,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     cfg = tiny_qwen()
     module = A1Module(cfg, ema_decay=0.5)
-    loader = DataLoader(_Batches([random_batch(cfg, 2, seed=s) for s in (1, 2)]), batch_size=None)
+    loader = DataLoader(BatchList([random_batch(cfg, 2, seed=s) for s in (1, 2)]), batch_size=None)
     trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, loader)
@@ -232,7 +219,7 @@ def test_run_from_a_pretrained_backbone_exports_and_reloads_without_that_folder(
     module = A1Module(cfg)
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module, DataLoader(_Batches([random_batch(cfg, 2, seed=1)]), batch_size=None))
+    trainer.fit(module, DataLoader(BatchList([random_batch(cfg, 2, seed=1)]), batch_size=None))
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     proc = _run_export(tmp_path / "run.ckpt", tmp_path / "policy")
     assert proc.returncode == 0, proc.stderr

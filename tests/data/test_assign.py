@@ -16,14 +16,7 @@ from a1.data.assign import (
     slot_index,
     slot_position,
 )
-
-TABLE3 = [
-    DatasetSpec("InternData-A1", 396_000_000, 0.64),
-    DatasetSpec("RoboTwin", 17_000_000, 0.08),
-    DatasetSpec("AgiBot-World (Beta)", 206_000_000, 0.18),
-    DatasetSpec("RoboMind", 5_000_000, 0.02),
-    DatasetSpec("EgoDex", 68_000_000, 0.08),
-]
+from tests.conftest import TABLE3
 
 
 def test_greedy_hand_example() -> None:

@@ -14,14 +14,8 @@ from a1.data.mixture import (
     total_variation,
     uniform_slot_probs,
 )
+from tests.conftest import TABLE3
 
-TABLE3 = [
-    DatasetSpec("InternData-A1", 396_000_000, 0.64),
-    DatasetSpec("RoboTwin", 17_000_000, 0.08),
-    DatasetSpec("AgiBot-World (Beta)", 206_000_000, 0.18),
-    DatasetSpec("RoboMind", 5_000_000, 0.02),
-    DatasetSpec("EgoDex", 68_000_000, 0.08),
-]
 PITFALL = [DatasetSpec("A", 100, 0.6), DatasetSpec("B", 100, 0.3), DatasetSpec("C", 100, 0.1)]
 
 

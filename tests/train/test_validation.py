@@ -6,23 +6,12 @@ import dataclasses
 import lightning as L
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from a1.model.cosmos import CosmosTokenizer
-from a1.testing import random_batch
+from a1.testing import BatchList, random_batch
 from a1.train.module import A1Module
 from tests.conftest import tiny_qwen
-
-
-class _Batches(Dataset):
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        return self.batches[i]
 
 
 def test_validation_reports_every_metric(tmp_path):
@@ -37,7 +26,7 @@ def test_validation_reports_every_metric(tmp_path):
     batches = [random_batch(cfg, 2, seed=s) for s in (1, 2)]
     batches[1].future_mask[0] = False
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (metrics,) = trainer.validate(module, DataLoader(_Batches(batches), batch_size=None))
+    (metrics,) = trainer.validate(module, DataLoader(BatchList(batches), batch_size=None))
     for key in ("val/action_mse", "val/latent_mse", "val/foresight_psnr", "val/foresight_ssim",
                 *(f"val/action_mse_h{i}" for i in range(4))):
         assert key in metrics and torch.isfinite(torch.tensor(metrics[key])), key
