@@ -62,15 +62,13 @@ def load_dataset_specs(path: str | Path) -> list[DatasetSpec]:
     Raises:
         PlanConfigError: unreadable file, missing list, or an entry missing a required key.
     """
-    from omegaconf import OmegaConf
+    from a1.config import ConfigError, load_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise PlanConfigError(f"{path}: config file not found")
     try:
-        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except Exception as err:  # OmegaConf/YAML errors have no common base class
-        raise PlanConfigError(f"{path}: cannot load config: {err}") from err
+        cfg = load_yaml(path)
+    except ConfigError as err:
+        raise PlanConfigError(str(err)) from err
     return [_spec(e, i, path) for i, e in enumerate(_dataset_list(cfg, path))]
 
 

@@ -115,9 +115,10 @@ class InternVLAA1(nn.Module):
     def num_generation_tokens(self) -> int:
         return self.foresight.num_tokens(len(self.cfg.views)) if self.foresight is not None else 0
 
-    def prefix(self, obs: Observation, input_latents: Tensor | None = None) -> Prefix:
+    def prefix(self, obs: Observation, input_latents: Tensor | None = None, validate: bool = True) -> Prefix:
         """Embed the understanding and generation streams of an observation."""
-        obs.validate(len(self.cfg.views), self.cfg.action.max_dim)
+        if validate:
+            obs.validate(len(self.cfg.views), self.cfg.action.max_dim)
         frame_mask = obs.image_mask  # (B, V, T)
         und = self.understanding.embed(obs.images[:, :, -1], frame_mask[:, :, -1], obs.tokens, obs.token_mask)
         streams: list[Tensor | None] = [und.hidden]
@@ -173,7 +174,7 @@ class InternVLAA1(nn.Module):
         latents = None  # (B, V, T+1, 16, h, w): frames t−m, t and the target t+m, one encoder call
         if self.foresight is not None:
             latents = self.foresight.latents(torch.cat([obs.images, batch.future_images[:, :, None]], 2))
-        prefix = self.prefix(obs, latents[:, :, :-1] if latents is not None else None)
+        prefix = self.prefix(obs, latents[:, :, :-1] if latents is not None else None, validate=False)  # checked above
         actions = batch.actions
         noise = torch.randn_like(actions) if noise is None else noise
         tau = flow.sample_time(B, *cfg.time_beta, device=actions.device) if tau is None else tau
