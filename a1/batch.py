@@ -96,6 +96,9 @@ class Batch(_TensorStruct):
     """(B,) bool: the sample carries actions (False for human video: L_gen only)."""
     dataset_id: Tensor
     """(B,) int64: index of the source dataset / embodiment."""
+    skipped: Tensor | None = None
+    """(num_datasets,) int64, or None: bad samples per dataset (index = ``dataset_id``) the data
+    workers skipped while producing this batch — not per sample; summed into the training metrics."""
 
     @property
     def batch_size(self) -> int:
@@ -113,5 +116,7 @@ class Batch(_TensorStruct):
         _check("action_dim_mask", self.action_dim_mask, torch.bool, (B, max_dim))
         _check("has_action", self.has_action, torch.bool, (B,))
         _check("dataset_id", self.dataset_id, torch.int64, (B,))
+        if self.skipped is not None:
+            _check("skipped", self.skipped, torch.int64, (None,))
         if not torch.isfinite(self.actions).all():
             raise ValueError("actions: contains NaN or inf")

@@ -24,18 +24,24 @@ class ConfigError(ValueError):
     """A config file or key is wrong; the message names it."""
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Load a YAML file with ``${...}`` interpolation resolved."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def load_yaml(*paths: str | Path) -> dict[str, Any]:
+    """Load YAML files layered like ``python -m a1.fit --config A --config B`` (later files override
+    earlier ones key by key; lists are replaced), with ``${...}`` interpolation resolved."""
+    layers = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as err:  # omegaconf raises several types for bad YAML
+            raise ConfigError(f"{path}: cannot read config: {err}") from err
+    where = " + ".join(map(str, paths))
     try:
-        cfg = OmegaConf.load(path)
-        data = OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # omegaconf raises several types for bad YAML / interpolation
-        raise ConfigError(f"{path}: cannot read config: {err}") from err
+        data = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
+    except Exception as err:  # bad interpolation, or layers that cannot merge
+        raise ConfigError(f"{where}: cannot read config: {err}") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+        raise ConfigError(f"{where}: top level must be a mapping")
     return data
 
 
@@ -82,9 +88,10 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def policy_config(path: str | Path) -> PolicyConfig:
-    """The ``model.policy`` section of a config file as a :class:`PolicyConfig`."""
-    data = load_yaml(path)
+def policy_config(*paths: str | Path) -> PolicyConfig:
+    """The ``model.policy`` section of (layered) config files as a :class:`PolicyConfig`."""
+    data = load_yaml(*paths)
+    path = " + ".join(map(str, paths))
     try:
         section = data["model"]["policy"]
     except (KeyError, TypeError) as err:

@@ -6,9 +6,13 @@ CKPT is a Lightning ``.ckpt`` file or a Lightning DeepSpeed checkpoint folder (c
 with ``convert_zero_checkpoint_to_fp32_state_dict`` first). OUT/ receives:
 
 - ``model.safetensors``: the policy's ``state_dict`` (float32, contiguous; tensors that share
-  storage, like tied embeddings, are written as separate copies so a strict load needs nothing else)
+  storage, like tied embeddings, are written as separate copies so a strict load needs nothing else);
+  its metadata ``a1_policy_config`` holds the exact policy config (JSON), so `load_policy` can
+  refuse a ``config.json`` edited afterwards
 - ``config.json``: ``{"policy": <PolicyConfig as plain data>, "a1": {version, source, global_step, ema}}``
-- ``normalization.json``: per dataset ``{"mode", "state", "action"}`` statistics (``{}`` if none)
+- ``normalization.json``: per dataset ``{"mode", "state", "action"}`` statistics (``{}`` if none),
+  checked first (finite, with spread: `a1.data.normalize.FeatureStats`), so an unusable
+  statistic fails the export naming the checkpoint, dataset and feature
 - ``tokenizer/``: the understanding expert's tokenizer (``save_pretrained``)
 - ``README.md``: what is inside and how to load it (:func:`a1.policy_io.load_policy`)
 
@@ -32,6 +36,8 @@ import torch
 import a1
 
 POLICY_PREFIX = "policy."
+POLICY_CONFIG_KEY = "a1_policy_config"
+"""Safetensors metadata key holding the exported policy config (JSON)."""
 EMA_PREFIX = "ema.module."
 WEIGHTS, CONFIG, NORMALIZATION, TOKENIZER, README = (
     "model.safetensors", "config.json", "normalization.json", "tokenizer", "README.md")
@@ -136,10 +142,11 @@ def export(ckpt_path: str | Path, out: str | Path, ema: bool | None = None) -> P
     except ValueError as err:
         raise ExportError(f"{ckpt_path}: invalid policy config: {err}") from err
     weights, used_ema = policy_state_dict(ckpt, ckpt_path, ema)
-    normalization = ckpt.get("a1_normalization") or {}
+    normalization = check_normalization(ckpt.get("a1_normalization") or {}, f"{ckpt_path}: a1_normalization")
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(out / WEIGHTS), metadata={"format": "pt", "a1_version": a1.__version__})
+    save_file(weights, str(out / WEIGHTS), metadata={"format": "pt", "a1_version": a1.__version__,
+                                                     POLICY_CONFIG_KEY: json.dumps(cfg_dict, sort_keys=True)})
     meta = {
         "version": a1.__version__,
         "source": ckpt_path.name,
@@ -153,6 +160,27 @@ def export(ckpt_path: str | Path, out: str | Path, ema: bool | None = None) -> P
         (out / TOKENIZER / "config.json").write_text(json.dumps(ckpt["a1_backbone_config"], indent=2) + "\n")
     (out / README).write_text(_readme(meta, cfg, normalization, len(weights)))
     return out
+
+
+def check_normalization(normalization: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Per-dataset ``{"mode", "state", "action"}`` entries, each statistic checked by
+    `FeatureStats` (None allowed); a problem raises `ExportError` naming ``where``, dataset and feature."""
+    from a1.data.normalize import MODES, FeatureStats
+
+    if not isinstance(normalization, dict):
+        raise ExportError(f"{where}: expected a mapping of dataset name to statistics, got "
+                          f"{type(normalization).__name__}")
+    for name, entry in normalization.items():
+        if not isinstance(entry, dict) or entry.get("mode") not in MODES:
+            raise ExportError(f"{where}: dataset {name!r}: expected {{'mode': one of {list(MODES)}, 'state', "
+                              f"'action'}}, got {entry!r}")
+        for feature in ("state", "action"):
+            if entry.get(feature) is not None:
+                try:
+                    FeatureStats.from_dict(entry[feature], f"{where}: dataset {name!r}: {feature}")
+                except (KeyError, ValueError) as err:
+                    raise ExportError(str(err.args[0])) from err
+    return normalization
 
 
 def _readme(meta: dict, cfg, normalization: dict, num_tensors: int) -> str:

@@ -1,4 +1,11 @@
-"""Load a policy folder written by ``python -m a1.export`` (safetensors + JSON, no pickle)."""
+"""Load a policy folder written by ``python -m a1.export`` (safetensors + JSON, no pickle).
+
+Everything is checked before the model is built, and every problem is a `PolicyLoadError` naming
+the file: a ``config.json`` that differs from the config stored in the weights' metadata (the
+differing keys are listed; folders exported before that metadata existed still load), an
+unreadable or truncated ``model.safetensors``, and normalisation statistics that are not finite
+or have no spread (naming the dataset and feature).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from a1.config import from_dict
+from a1.config import ConfigError, from_dict
 from a1.data.normalize import FeatureStats, unnormalize
-from a1.export import CONFIG, NORMALIZATION, TOKENIZER, WEIGHTS
+from a1.export import CONFIG, NORMALIZATION, POLICY_CONFIG_KEY, TOKENIZER, WEIGHTS, ExportError, check_normalization
 from a1.model.config import PolicyConfig
 from a1.model.policy import InternVLAA1
 from a1.model.prompt import IMAGE_TOKENS, PAD_TOKEN
@@ -62,15 +69,64 @@ def _read_json(path: Path) -> Any:
         raise PolicyLoadError(f"{path}: invalid JSON: {err}") from err
 
 
-def _normalization(data: dict, path: Path) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, entry in data.items():
-        out[name] = {
-            "mode": entry["mode"],
-            **{f: FeatureStats.from_dict(entry[f], f"{path}:{name}.{f}") if entry.get(f) is not None else None
-               for f in ("state", "action")},
-        }
-    return out
+def _normalization(data: Any, path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        check_normalization(data, str(path))
+    except ExportError as err:
+        raise PolicyLoadError(str(err)) from err
+    return {name: {"mode": entry["mode"],
+                   **{f: FeatureStats.from_dict(entry[f], f"{path}: dataset {name!r}: {f}")
+                      if entry.get(f) is not None else None for f in ("state", "action")}}
+            for name, entry in data.items()}
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of ``model.safetensors``; unreadable/truncated: `PolicyLoadError`."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise PolicyLoadError(f"missing {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise PolicyLoadError(f"{path}: cannot read the weights ({err}); the file is truncated or not a "
+                              f"safetensors file — copy or re-export the policy") from err
+
+
+def _config_diff(exported: Any, current: Any, where: str) -> list[str]:
+    """Human-readable differences between the exported config and config.json, key by key."""
+    if isinstance(exported, dict) and isinstance(current, dict):
+        out = []
+        for key in [*exported, *(k for k in current if k not in exported)]:
+            at = f"{where}.{key}"
+            if key not in current:
+                out.append(f"{at}: missing from config.json, the weights were exported with "
+                           f"{json.dumps(exported[key])}")
+            elif key not in exported:
+                out.append(f"{at}: config.json says {json.dumps(current[key])}, the weights were exported without it")
+            else:
+                out += _config_diff(exported[key], current[key], at)
+        return out
+    if exported != current or type(exported) is not type(current):
+        return [f"{where}: config.json says {json.dumps(current)}, the weights were exported with "
+                f"{json.dumps(exported)}"]
+    return []
+
+
+def _check_config(policy: Any, metadata: dict[str, str], config_path: Path, weights_path: Path) -> None:
+    """config.json's ``policy`` must equal the config stored in the weights (when stored)."""
+    if POLICY_CONFIG_KEY not in metadata:
+        return  # exported before a1 stored it: nothing to compare with
+    try:
+        exported = json.loads(metadata[POLICY_CONFIG_KEY])
+    except json.JSONDecodeError as err:
+        raise PolicyLoadError(f"{weights_path}: metadata {POLICY_CONFIG_KEY!r} is not JSON ({err})") from err
+    diffs = _config_diff(exported, policy, "policy")
+    if diffs:
+        more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
+        raise PolicyLoadError(f"{config_path} does not match the config {weights_path.name} was exported with: "
+                              f"{'; '.join(diffs[:5])}{more}. Restore config.json, or re-export the checkpoint")
 
 
 def _build_config(cfg: PolicyConfig) -> PolicyConfig:
@@ -101,18 +157,27 @@ def _swap_tokenizer(policy: InternVLAA1, tokenizer, folder: Path) -> None:
     und.tokenizer = tokenizer
 
 
+def _read_config(folder: Path) -> tuple[dict, PolicyConfig]:
+    doc = _read_json(folder / CONFIG)
+    if not isinstance(doc, dict) or "policy" not in doc:
+        raise PolicyLoadError(f"{folder / CONFIG}: no 'policy' section")
+    try:
+        return doc, from_dict(PolicyConfig, doc["policy"], "policy")
+    except (ConfigError, TypeError, ValueError) as err:
+        raise PolicyLoadError(f"{folder / CONFIG}: {err}") from err
+
+
 def load_policy(folder: str | Path, device: str | torch.device = "cpu") -> LoadedPolicy:
     """Build the policy of an exported folder and load its weights strictly."""
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     folder = Path(folder)
     if not folder.is_dir():
         raise PolicyLoadError(f"policy folder not found: {folder}")
-    doc = _read_json(folder / CONFIG)
-    if not isinstance(doc, dict) or "policy" not in doc:
-        raise PolicyLoadError(f"{folder / CONFIG}: no 'policy' section")
-    cfg = from_dict(PolicyConfig, doc["policy"], "policy")
+    doc, cfg = _read_config(folder)
+    weights_path = folder / WEIGHTS
+    state, metadata = _read_weights(weights_path)
+    _check_config(doc["policy"], metadata, folder / CONFIG, weights_path)
     build = _build_config(cfg)
     if cfg.understanding.pretrained is not None:  # backbone architecture saved beside the tokenizer
         if not (folder / TOKENIZER / "config.json").is_file():
@@ -128,10 +193,6 @@ def load_policy(folder: str | Path, device: str | torch.device = "cpu") -> Loade
 
     policy = InternVLAA1(build)
     _swap_tokenizer(policy, tokenizer, folder)
-    weights_path = folder / WEIGHTS
-    if not weights_path.is_file():
-        raise PolicyLoadError(f"missing {weights_path}")
-    state = load_file(str(weights_path))
     try:
         policy.load_state_dict(state, strict=True)
     except RuntimeError as err:

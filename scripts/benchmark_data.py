@@ -22,7 +22,8 @@ import numpy as np
 from torch.utils.data import get_worker_info
 
 from a1.data.convert import convert
-from a1.data.datamodule import A1DataModule, DataOptions, MixtureStream
+from a1.data.datamodule import A1DataModule, DataOptions
+from a1.data.streams import MixtureStream
 from a1.data.sources import DatasetConfig
 from a1.data.synthetic import generate
 
@@ -108,7 +109,8 @@ def main() -> None:
     out = Path(args.out)
     if not (out / "main" / "robot").exists():
         generate(out / "main", episodes=16, human_clips=0, image_size=64, frames_per_episode=60, overwrite=True)
-        convert(out / "main" / "robot", out / "main" / "shards", name="robot", progress=False)
+        convert(DatasetConfig(name="robot", weight=1.0, path=str(out / "main" / "robot")), out / "main" / "shards",
+                OPTS.views, progress=False)
     folder = [DatasetConfig(name="robot", weight=1.0, path=str(out / "main" / "robot"))]
     shards = [DatasetConfig(name="robot", weight=1.0, shards=str(out / "main" / "shards"))]
     for workers in (0, 2):

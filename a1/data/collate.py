@@ -70,4 +70,17 @@ class Collator:
             action_dim_mask=action_dim_mask,
             has_action=torch.tensor([s.has_action for s in samples]),
             dataset_id=torch.tensor([s.dataset_id for s in samples], dtype=torch.long),
+            skipped=_skipped(samples),
         )
+
+
+def _skipped(samples: list[Sample]) -> torch.Tensor | None:
+    """(num_datasets,) int64: the samples' skip counts summed, or None when none carries counts."""
+    counts = [s.skipped for s in samples if s.skipped is not None]
+    if not counts:
+        return None
+    sizes = {len(c) for c in counts}
+    if len(sizes) != 1:
+        raise ValueError(f"samples count skips over different numbers of datasets: {sorted(sizes)} "
+                         f"(e.g. {samples[0].source})")
+    return torch.from_numpy(np.sum(counts, axis=0).astype(np.int64))

@@ -1,14 +1,28 @@
-"""Convert a LeRobot folder (v3.0 / v2.1) or a human-video folder into webdataset episode shards.
+"""Convert a dataset folder (LeRobot v3.0 / v2.1, or human video) into webdataset episode shards.
 
-    python -m a1.data.convert SRC OUT [--name NAME] [--episodes-per-shard 16] [--image-size N]
-        [--cameras head=observation.images.head,left_wrist=...,right_wrist=...] [--overwrite]
+    python -m a1.data.convert SRC OUT [--name NAME] [--kind lerobot|human_video]
+        [--views head,left_wrist,right_wrist]
+        [--cameras head=observation.images.cam_high,left_wrist=...,right_wrist=none]
+        [--state-key K] [--action-key K] [--stats FILE] [--episodes-per-shard 16] [--image-size N]
+        [--overwrite] [--no-progress]
+
+There is one path from a dataset folder to samples: convert reads the folder through
+`a1.data.sources.open_source` with a `DatasetConfig` (built from the flags, or given by the
+caller), exactly as training from the folder does. So the shards' records name the *model's*
+views (a view whose camera is ``none``/``null`` is absent from the records and masked in
+training), a dataset whose cameras do not give the model its views is refused (exit 2, naming the
+dataset, its camera keys and the ``--cameras`` to pass), and the statistics in the manifest are
+those `a1.data.stats.dataset_stats` gives training from the folder. A dataset with NaN/inf state
+or action is refused, naming the dataset, file, episode and feature. The dataset folder is only
+read.
 
 Writes ``OUT/{name}-{shard:05d}.tar`` (one record per episode, see `a1.data.shards`) and
-``OUT/manifest.json``. Shard ``s`` always holds episodes ``[s*E, (s+1)*E)`` (E = episodes per
-shard), so a re-run skips shards whose final ``.tar`` exists, rewrites the missing ones (stale
-``.tmp`` files of a killed run are overwritten) and rewrites the manifest; ``--overwrite`` redoes
-everything. A re-run with a different layout (episodes per shard, views, image size) than the
-existing manifest needs ``--overwrite``.
+``OUT/manifest.json`` (keys: `a1.data.shards.MANIFEST_KEYS`). Shard ``s`` always holds episodes
+``[s*E, (s+1)*E)`` (E = episodes per shard), so a re-run keeps a shard only when it reads back
+completely (every expected record present and decodable: `a1.data.shards.check_shard`), rewrites
+missing, truncated or corrupt ones (saying so), and rewrites the manifest; ``--overwrite`` redoes
+everything. A re-run with another layout (views, cameras, columns, episodes per shard, image
+size) than the existing manifest needs ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -24,134 +38,118 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from a1.data.lerobot import DatasetError, LeRobotReader
-from a1.data.normalize import FeatureStats
+from a1.data.lerobot import DatasetError
 from a1.data.sample import resize
-from a1.data.shards import EpisodeRecord, safe_name, write_shard
-from a1.data.video import decode_frames, video_info
+from a1.data.shards import MANIFEST, EpisodeRecord, ShardError, check_shard, record_key, safe_name, write_shard
+from a1.data.sources import DatasetConfig, ViewError, open_source, suggest_cameras
+from a1.data.stats import dataset_stats
 
-STATE_KEY, ACTION_KEY = "observation.state", "action"
-DEFAULT_CAMERAS = {
-    "head": "observation.images.head",
-    "left_wrist": "observation.images.left_wrist",
-    "right_wrist": "observation.images.right_wrist",
-}
-_CAMERA_PREFIX = "observation.images."
+DEFAULT_VIEWS = ["head", "left_wrist", "right_wrist"]
+HUMAN_CAMERA = "clip"
+"""The ``cameras`` entry of the head view of human video (its clips)."""
+NO_CAMERA = ("none", "null")
+LAYOUT_KEYS = ("name", "kind", "views", "cameras", "state_key", "action_key", "episodes", "image_size",
+               "episodes_per_shard")
 
 
 class ConvertError(ValueError):
     """The source cannot be converted (format, options, or a layout clash with existing output)."""
 
 
-def parse_cameras(spec: str | None) -> dict[str, str] | None:
-    """``"head=observation.images.head,left_wrist=..."`` -> ordered {view: camera key}."""
+def parse_cameras(spec: str | None) -> dict[str, str | None] | None:
+    """``"head=observation.images.cam_high,right_wrist=none"`` -> ordered {view: camera key or None}."""
     if not spec:
         return None
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for part in spec.split(","):
-        view, sep, key = part.strip().partition("=")
+        view, sep, key = (s.strip() for s in part.partition("="))
         if not sep or not view or not key:
-            raise ConvertError(f"--cameras: expected VIEW=KEY, got {part!r}")
+            raise ConvertError(f"--cameras: expected VIEW=KEY (KEY 'none' for no camera), got {part!r}")
         if view in out:
             raise ConvertError(f"--cameras: view {view!r} given twice")
-        out[view] = key
+        out[view] = None if key.lower() in NO_CAMERA else key
     return out
 
 
-def _frames_chw(hwc: np.ndarray, image_size: int | None) -> np.ndarray:
-    chw = np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))
-    return chw if image_size is None else resize(chw, image_size)
-
-
-class _LeRobotSource:
-    kind = "lerobot"
-
-    def __init__(self, root: Path, name: str, cameras: dict[str, str] | None, image_size: int | None):
-        self.reader = LeRobotReader(root)
-        self.name, self.image_size = name, image_size
-        keys = self.reader.camera_keys
-        if cameras is None:
-            if all(k in keys for k in DEFAULT_CAMERAS.values()):
-                cameras = dict(DEFAULT_CAMERAS)
-            else:  # observation.images.X -> X, in info.json order
-                cameras = {(k[len(_CAMERA_PREFIX):] if k.startswith(_CAMERA_PREFIX) else k): k for k in keys}
-        for view, key in cameras.items():
-            if key not in keys:
-                raise ConvertError(f"{root}: camera key {key!r} (view {view!r}) not in the dataset "
-                                   f"(cameras: {keys})")
-        self.cameras = {safe_name(v): k for v, k in cameras.items()}
-        self.views = list(self.cameras)
-        for k in (STATE_KEY, ACTION_KEY):
-            if k not in self.reader.features:
-                raise ConvertError(f"{root}: no feature {k!r} (features: {list(self.reader.features)})")
-        self.lengths = [e.length for e in self.reader.episodes]
-
-    def vectors(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        cols = self.reader.columns(i, [STATE_KEY, ACTION_KEY])
-        return (cols[STATE_KEY].reshape(self.lengths[i], -1).astype(np.float32),
-                cols[ACTION_KEY].reshape(self.lengths[i], -1).astype(np.float32))
-
-    def record(self, i: int) -> EpisodeRecord:
-        n = self.lengths[i]
-        cols = self.reader.columns(i, [STATE_KEY, ACTION_KEY, "task_index"])
-        task_idx = cols["task_index"].astype(np.int64).reshape(-1)
-        unique = sorted(set(task_idx.tolist()))
-        for ti in unique:
-            if ti not in self.reader.tasks:
-                raise DatasetError(f"{self.reader.root}: episode {i} has task_index {ti} not in the task table")
-        local = {ti: j for j, ti in enumerate(unique)}
-        views = {v: resize_if(self.reader.images(k, i, range(n)), self.image_size) for v, k in self.cameras.items()}
-        return EpisodeRecord(
-            self.name, i, n, [self.reader.tasks[ti] for ti in unique], [local[ti] for ti in task_idx.tolist()],
-            views, cols[STATE_KEY].reshape(n, -1), cols[ACTION_KEY].reshape(n, -1))
-
-
-def resize_if(chw: np.ndarray, image_size: int | None) -> np.ndarray:
-    return chw if image_size is None else resize(chw, image_size)
-
-
-class _HumanSource:
-    kind = "human"
-    views = ["head"]
-
-    def __init__(self, root: Path, name: str, image_size: int | None):
-        self.root, self.name, self.image_size = root, name, image_size
-        path = root / "annotations.jsonl"
-        self.clips: list[dict] = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConvertError(f"{path}:{n}: invalid JSON ({e})") from e
-            for k in ("clip", "instruction"):
-                if k not in d:
-                    raise ConvertError(f"{path}:{n}: annotation without {k!r}: {d}")
-            if "frames" not in d or "fps" not in d:
-                frames, fps, _, _ = video_info(root / d["clip"])
-                d = {"frames": frames, "fps": fps} | d
-            self.clips.append(d)
-        if not self.clips:
-            raise ConvertError(f"{path}: no clips")
-        self.lengths = [int(d["frames"]) for d in self.clips]
-
-    def record(self, i: int) -> EpisodeRecord:
-        d = self.clips[i]
-        n, fps = int(d["frames"]), float(d["fps"])
-        hwc = decode_frames(self.root / d["clip"], np.arange(n) / fps)
-        return EpisodeRecord(self.name, i, n, [d["instruction"]], d["instruction"],
-                             {"head": _frames_chw(hwc, self.image_size)})
+def parse_views(spec: str) -> list[str]:
+    views = [v.strip() for v in spec.split(",") if v.strip()]
+    if not views or len(set(views)) != len(views):
+        raise ConvertError(f"--views: expected distinct comma-separated view names, got {spec!r}")
+    return views
 
 
 def detect(src: Path) -> str:
-    """"lerobot" (meta/info.json) or "human" (annotations.jsonl)."""
+    """"lerobot" (meta/info.json) or "human_video" (annotations.jsonl)."""
     if (src / "meta" / "info.json").is_file():
         return "lerobot"
     if (src / "annotations.jsonl").is_file():
-        return "human"
+        return "human_video"
     raise ConvertError(f"{src}: neither a LeRobot dataset (meta/info.json) nor a human-video folder "
                        f"(annotations.jsonl)")
+
+
+def cameras_flag(views: Sequence[str], camera_keys: Sequence[str]) -> str:
+    """The ``--cameras`` value guessed from camera names (one match: that camera; none: ``none``;
+    several: a placeholder listing them) — the fix printed when a dataset's cameras do not fit."""
+    guess = suggest_cameras(list(views), list(camera_keys))
+    return ",".join(f"{v}={k or 'none'}" for v, k in guess.items())
+
+
+def _record(name: str, index: int, ep, cameras: dict[str, str | None], image_size: int | None) -> EpisodeRecord:
+    """One source episode (the `EpisodeData` protocol) as a whole-episode record."""
+    n = ep.length
+    vectors = ep.vectors()
+    texts = [ep.instruction(t) for t in range(n)]
+    strings = list(dict.fromkeys(texts))
+    position = {s: i for i, s in enumerate(strings)}
+    tasks = strings[0] if vectors is None and len(strings) == 1 else [position[s] for s in texts]
+    views = {}
+    for view, key in cameras.items():
+        frames = None if key is None else ep.frames(view, np.arange(n))
+        if frames is not None:
+            views[view] = frames if image_size is None else resize(frames, image_size)
+    state, action = (None, None) if vectors is None else vectors
+    return EpisodeRecord(name, index, n, strings, tasks, views, state, action)
+
+
+def _open(cfg: DatasetConfig, views: list[str]):
+    """(source, view -> camera key or None, record views, (state_dim, action_dim) or (None, None))."""
+    source = open_source(cfg, views)
+    if cfg.kind == "lerobot":
+        cameras = {v: source.cameras.get(v) for v in views}
+        try:
+            source.reader.validate(cfg.state_key, cfg.action_key)
+        except DatasetError as err:
+            raise ConvertError(f"dataset {cfg.name!r}: {err}; refusing to convert it") from err
+        dims = source.dims()
+    else:
+        cameras = {v: (HUMAN_CAMERA if v == "head" else None) for v in views}
+        dims = (None, None)
+    return source, cameras, [v for v in views if cameras[v] is not None], dims
+
+
+def _stats(cfg: DatasetConfig) -> tuple[dict, str | None]:
+    if cfg.kind != "lerobot":
+        return {}, None
+    state, action, origin = dataset_stats(cfg)
+    return {"state": state.to_dict(), "action": action.to_dict()}, origin
+
+
+def _check_layout(manifest_path: Path, layout: dict, overwrite: bool) -> None:
+    """An existing manifest with another layout needs ``overwrite`` (unreadable: no constraint)."""
+    if overwrite or not manifest_path.is_file():
+        return
+    try:
+        old = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    if not isinstance(old, dict):
+        return
+    clash = {k: (old[k], layout[k]) for k in LAYOUT_KEYS if k in old and old[k] != layout[k]}
+    if clash:
+        raise ConvertError(f"{manifest_path.parent}: existing shards were written with a different layout "
+                           f"({', '.join(f'{k}: {a!r} != {b!r}' for k, (a, b) in clash.items())}); "
+                           f"pass --overwrite (overwrite=True) to redo them")
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
@@ -160,118 +158,139 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def convert(
-    src: str | Path,
-    out: str | Path,
-    name: str | None = None,
-    episodes_per_shard: int = 16,
-    cameras: dict[str, str] | str | None = None,
-    image_size: int | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Convert ``src`` into shards under ``out``; returns the manifest (also written to
-    ``out/manifest.json``). See the module docstring."""
-    src, out = Path(src), Path(out)
+def _validate_args(cfg: DatasetConfig, out: Path, views: list[str], episodes_per_shard: int,
+                   image_size: int | None) -> None:
+    if cfg.path is None:
+        raise ConvertError(f"dataset {cfg.name!r}: 'path' (the folder to convert) is required")
     if episodes_per_shard < 1:
         raise ConvertError(f"episodes_per_shard must be >= 1, got {episodes_per_shard}")
     if image_size is not None and image_size < 1:
         raise ConvertError(f"image_size must be positive, got {image_size}")
-    if isinstance(cameras, str):
-        cameras = parse_cameras(cameras)
-    kind = detect(src)
-    name = name or src.resolve().name
-    prefix = safe_name(name)
-    if kind == "lerobot":
-        source = _LeRobotSource(src, name, cameras, image_size)
-    else:
-        if cameras:
-            raise ConvertError(f"{src}: --cameras applies to LeRobot datasets only")
-        source = _HumanSource(src, name, image_size)
-    lengths = source.lengths
-    n_eps = len(lengths)
-    n_shards = -(-n_eps // episodes_per_shard)
-    layout = {"name": name, "kind": kind, "episodes_per_shard": episodes_per_shard, "views": source.views,
-              "image_size": image_size, "episodes": n_eps}
+    if not views:
+        raise ConvertError("views: at least one model view is required")
+    src = Path(cfg.path).resolve()
+    if out.resolve() == src or src in out.resolve().parents:
+        raise ConvertError(f"{out}: the output folder is inside the dataset {src}; a1 never writes into "
+                           f"dataset folders")
 
+
+def convert(cfg: DatasetConfig, out: str | Path, views: list[str], episodes_per_shard: int = 16,
+            image_size: int | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Convert the folder of ``cfg`` into shards of the model ``views`` under ``out``; returns the
+    manifest (also written to ``out/manifest.json``). See the module docstring."""
+    out, views = Path(out), list(views)
+    _validate_args(cfg, out, views, episodes_per_shard, image_size)
+    source, cameras, record_views, (state_dim, action_dim) = _open(cfg, views)
+    lengths = [int(e.length) for e in source.episodes]
+    if not lengths:
+        raise ConvertError(f"dataset {cfg.name!r} ({cfg.path}): no episodes")
+    human = cfg.kind != "lerobot"
+    layout = {"name": cfg.name, "kind": cfg.kind, "views": views, "cameras": cameras,
+              "state_key": None if human else cfg.state_key, "action_key": None if human else cfg.action_key,
+              "episodes": len(lengths), "image_size": image_size, "episodes_per_shard": episodes_per_shard}
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    if manifest_path.is_file() and not overwrite:
-        try:
-            old = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        clash = {k: (old.get(k), v) for k, v in layout.items() if k in old and old.get(k) != v}
-        if clash:
-            raise ConvertError(f"{out}: existing shards were written with a different layout "
-                               f"({', '.join(f'{k}: {a!r} != {b!r}' for k, (a, b) in clash.items())}); "
-                               f"pass --overwrite (overwrite=True) to redo them")
+    _check_layout(out / MANIFEST, layout, overwrite)
+    stats, origin = _stats(cfg)  # before any shard: statistics that cannot be used fail fast
 
     t0 = time.perf_counter()
-    written = skipped = 0
-    shards = []
-    bar = tqdm(total=n_eps, unit="ep", desc=f"convert {name}", file=sys.stderr, disable=not progress,
-               mininterval=0.2)
-    try:
-        for s in range(n_shards):
-            eps = list(range(s * episodes_per_shard, min(n_eps, (s + 1) * episodes_per_shard)))
-            path = out / f"{prefix}-{s:05d}.tar"
-            if path.is_file() and not overwrite:
-                bar.write(f"{path.name} exists, skipping episodes {eps[0]}..{eps[-1]}", file=sys.stderr)
-                bar.update(len(eps))
-                skipped += 1
-            else:
-                write_shard(path, (source.record(i) for i in eps), on_record=lambda _r: bar.update(1))
-                written += 1
-            shards.append({"url": path.name, "episodes": eps, "frames": int(sum(lengths[i] for i in eps)),
-                           "bytes": path.stat().st_size})
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-
-    stats: dict = {}
-    if kind == "lerobot":
-        states, actions = zip(*(source.vectors(i) for i in range(n_eps)))
-        stats = {"state": FeatureStats.compute(np.concatenate(states)).to_dict(),
-                 "action": FeatureStats.compute(np.concatenate(actions)).to_dict()}
-    manifest = {
-        **layout,
-        "source": str(src.resolve()),
-        "frames": int(sum(lengths)),
-        "has_action": kind == "lerobot",
-        "shards": shards,
-        "stats": stats,
-        "bytes": int(sum(s["bytes"] for s in shards)),
-    }
-    if kind == "lerobot":
-        manifest["cameras"] = source.cameras
-    _write_json_atomic(manifest_path, manifest)
-    print(f"{out}: {written} shard(s) written, {skipped} skipped (already there), {n_eps} episodes, "
-          f"{seconds:.2f}s", file=sys.stderr)
+    shards, counts = _write_all(cfg, out, source, cameras, record_views, lengths, episodes_per_shard,
+                                image_size, overwrite, progress)
+    manifest = {**layout, "state_dim": state_dim, "action_dim": action_dim, "frames": int(sum(lengths)),
+                "shards": shards, "stats": stats, "stats_origin": origin, "has_action": not human,
+                "source": str(Path(cfg.path).resolve()), "bytes": int(sum(s["bytes"] for s in shards))}
+    _write_json_atomic(out / MANIFEST, manifest)
+    print(f"{out}: {counts['written']} shard(s) written, {counts['rewritten']} rewritten (incomplete), "
+          f"{counts['skipped']} skipped (complete), {len(lengths)} episodes, {time.perf_counter() - t0:.2f}s",
+          file=sys.stderr)
     return manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _write_all(cfg, out: Path, source, cameras, record_views, lengths, per_shard, image_size, overwrite,
+               progress) -> tuple[list[dict], dict[str, int]]:
+    """Write (or keep, when complete) every shard; returns the manifest's shard list and counts."""
+    prefix, n_eps = safe_name(cfg.name), len(lengths)
+    counts = {"written": 0, "rewritten": 0, "skipped": 0}
+    shards = []
+    bar = tqdm(total=n_eps, unit="ep", desc=f"convert {cfg.name}", file=sys.stderr, disable=not progress,
+               mininterval=0.2)
+    try:
+        for s in range(-(-n_eps // per_shard)):
+            eps = list(range(s * per_shard, min(n_eps, (s + 1) * per_shard)))
+            path = out / f"{prefix}-{s:05d}.tar"
+            span = f"episodes {eps[0]}..{eps[-1]}"
+            if path.is_file() and not overwrite:
+                try:
+                    check_shard(path, {record_key(cfg.name, i): lengths[i] for i in eps}, record_views)
+                    bar.write(f"{path.name} is complete, skipping {span}", file=sys.stderr)
+                    bar.update(len(eps))
+                    counts["skipped"] += 1
+                    shards.append(_shard_entry(path, eps, lengths))
+                    continue
+                except ShardError as err:
+                    bar.write(f"{path.name} is incomplete or unreadable ({err}); rewriting {span}", file=sys.stderr)
+                    counts["rewritten"] += 1
+            else:
+                counts["written"] += 1
+            records = (_record(cfg.name, i, source.episodes[i], cameras, image_size) for i in eps)
+            write_shard(path, records, on_record=lambda _r: bar.update(1))
+            shards.append(_shard_entry(path, eps, lengths))
+    finally:
+        bar.close()
+    return shards, counts
+
+
+def _shard_entry(path: Path, eps: list[int], lengths: list[int]) -> dict:
+    return {"url": path.name, "episodes": eps, "frames": int(sum(lengths[i] for i in eps)),
+            "bytes": path.stat().st_size}
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m a1.data.convert", description=__doc__.split("\n")[0])
-    ap.add_argument("src", type=Path, help="LeRobot folder (meta/info.json) or human-video folder "
-                                           "(annotations.jsonl)")
+    ap.add_argument("src", type=Path, help="LeRobot folder (meta/info.json) or human-video folder (annotations.jsonl)")
     ap.add_argument("out", type=Path, help="output folder for NAME-NNNNN.tar and manifest.json")
     ap.add_argument("--name", default=None, help="dataset name (default: SRC's folder name)")
+    ap.add_argument("--kind", choices=("lerobot", "human_video"), default=None, help="default: detected")
+    ap.add_argument("--views", default=",".join(DEFAULT_VIEWS), help="the model's views, in order")
+    ap.add_argument("--cameras", default=None,
+                    help="VIEW=KEY,... camera key of each model view, KEY 'none' when the robot has no such "
+                         "camera (default: view V reads observation.images.V)")
+    ap.add_argument("--state-key", default="observation.state")
+    ap.add_argument("--action-key", default="action")
+    ap.add_argument("--stats", default=None, help="statistics file (python -m a1.data.stats --out FILE); "
+                                                  "default: a1's cache, LeRobot's meta/stats.json, or computed")
     ap.add_argument("--episodes-per-shard", type=int, default=16)
     ap.add_argument("--image-size", type=int, default=None, help="resize frames to N x N (default: keep)")
-    ap.add_argument("--cameras", default=None,
-                    help="VIEW=KEY,... camera keys in view order (default: head/left_wrist/right_wrist "
-                         "= observation.images.*)")
     ap.add_argument("--overwrite", action="store_true", help="rewrite existing shards")
     ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _one_line(err: BaseException) -> str:
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return " ".join(str(msg).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    views = None
     try:
-        m = convert(a.src, a.out, a.name, a.episodes_per_shard, parse_cameras(a.cameras), a.image_size,
-                    a.overwrite, progress=not a.no_progress)
-    except (ValueError, FileNotFoundError) as e:  # ConvertError, DatasetError, VideoError, ShardError
-        print(f"error: {e}", file=sys.stderr)
+        views = parse_views(a.views)
+        cfg = DatasetConfig(name=a.name or a.src.resolve().name, weight=1.0, kind=a.kind or detect(a.src),
+                            path=str(a.src), cameras=parse_cameras(a.cameras), state_key=a.state_key,
+                            action_key=a.action_key, stats=a.stats)
+        m = convert(cfg, a.out, views, a.episodes_per_shard, a.image_size, a.overwrite, progress=not a.no_progress)
+    except ViewError as err:
+        hint = ""
+        if (a.src / "meta" / "info.json").is_file() and views:
+            from a1.data.lerobot import LeRobotReader
+
+            hint = f" For this command: --cameras {cameras_flag(views, LeRobotReader(a.src).camera_keys)}"
+        print(f"error: {_one_line(err)}{hint}", file=sys.stderr)
         return 2
-    print(json.dumps({"manifest": str(a.out / "manifest.json"), "episodes": m["episodes"], "frames": m["frames"],
+    except (ValueError, KeyError, OSError) as err:  # ConvertError, DatasetError, StatsError, ShardError, VideoError
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    print(json.dumps({"manifest": str(a.out / MANIFEST), "episodes": m["episodes"], "frames": m["frames"],
                       "shards": len(m["shards"]), "bytes": m["bytes"]}))
     return 0
 

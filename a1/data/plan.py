@@ -1,11 +1,10 @@
 """Preview the dataset → worker-slot plan of a training config, without touching any data.
 
-    python -m a1.data.plan --config CONFIG --world-size N --num-workers W \\
+    python -m a1.data.plan --config CONFIG [--config OVERLAY …] --world-size N --num-workers W \\
         [--seed S] [--draws 20000] [--json]
 
-CONFIG is a LightningCLI-style YAML; the datasets are the list at ``data.datasets`` (or
-``data.init_args.datasets``), each a mapping with at least ``name``, ``frames`` (size proxy)
-and ``weight``; other keys are ignored. Prints the per-slot assignment, the load balance
+CONFIG is a training config, read exactly as ``python -m a1.fit`` reads it; every dataset of
+``data.datasets`` needs ``frames`` (the size proxy of the balancer). Prints the per-slot assignment, the load balance
 (max/mean slot load) and configured vs realized (simulated round-robin draws) weights.
 """
 
@@ -21,55 +20,38 @@ from typing import Any
 from a1.data.assign import DatasetSpec, num_slots_for, slot_position
 from a1.data.mixture import SlotMixture, build_mixture, simulate_frequencies, total_variation
 
-REQUIRED_KEYS = ("name", "frames", "weight")
 
 
 class PlanConfigError(ValueError):
     """The config file is unreadable or its dataset list is malformed."""
 
 
-def _dataset_list(cfg: Any, path: Path) -> list:
-    """The list at ``data.datasets`` (or ``data.init_args.datasets``) of a loaded config."""
-    data = cfg.get("data") if isinstance(cfg, dict) else None
-    if isinstance(data, dict) and "datasets" not in data:
-        data = data.get("init_args")
-    entries = data.get("datasets") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise PlanConfigError(f"{path}: expected a non-empty list at 'data.datasets'")
-    return entries
-
-
-def _spec(entry: Any, index: int, path: Path) -> DatasetSpec:
-    """One :class:`DatasetSpec` from config entry ``index``; errors name file, entry and key."""
-    where = f"{path}: data.datasets[{index}]"
-    if not isinstance(entry, dict):
-        raise PlanConfigError(f"{where}: expected a mapping, got {type(entry).__name__}")
-    if "name" in entry:
-        where += f" ({entry['name']!r})"
-    for key in REQUIRED_KEYS:
-        if key not in entry or entry[key] is None:
-            raise PlanConfigError(f"{where}: missing required key '{key}'")
-    for key in ("frames", "weight"):
-        value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise PlanConfigError(f"{where}: '{key}' must be a positive number, got {value!r}")
-    return DatasetSpec(str(entry["name"]), entry["frames"], float(entry["weight"]))
-
-
-def load_dataset_specs(path: str | Path) -> list[DatasetSpec]:
-    """Read the dataset specs of a LightningCLI-style YAML config (interpolations resolved).
+def load_dataset_specs(configs: str | Path | Sequence[str | Path]) -> list[DatasetSpec]:
+    """The dataset specs (name, frames, weight) of a training config — read by the same parser as
+    ``python -m a1.fit`` (layered ``--config`` files, interpolation, strict keys).
 
     Raises:
-        PlanConfigError: unreadable file, missing list, or an entry missing a required key.
+        PlanConfigError: the config does not parse, or a dataset has no ``frames`` (the size
+            proxy the balancer needs; this command does not open data).
     """
-    from a1.config import ConfigError, load_yaml
+    from a1.fit import parse_config
 
-    path = Path(path)
+    paths = [configs] if isinstance(configs, (str, Path)) else list(configs)
+    for path in paths:
+        if not Path(path).is_file():
+            raise PlanConfigError(f"config file not found: {path}")
+    args = [a for p in paths for a in ("--config", str(p))]
     try:
-        cfg = load_yaml(path)
-    except ConfigError as err:
-        raise PlanConfigError(str(err)) from err
-    return [_spec(e, i, path) for i, e in enumerate(_dataset_list(cfg, path))]
+        config = parse_config(args)
+    except SystemExit as err:  # jsonargparse has printed the reason (the key) to stderr
+        raise PlanConfigError(f"{' + '.join(map(str, paths))}: invalid config (see the message above)") from err
+    specs = []
+    for i, d in enumerate(config.data.datasets):
+        if d.frames is None:
+            raise PlanConfigError(f"{' + '.join(map(str, paths))}: data.datasets[{i}] ({d.name!r}): 'frames' is "
+                                  f"needed to plan without opening the data")
+        specs.append(DatasetSpec(d.name, d.frames, float(d.weight)))
+    return specs
 
 
 def _slot_rows(mixture: SlotMixture, num_workers: int) -> list[dict[str, Any]]:
@@ -152,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show how datasets are assigned to DataLoader worker slots and the "
         "realized sampling mixture.",
     )
-    parser.add_argument("--config", required=True, help="LightningCLI-style YAML config")
+    parser.add_argument("--config", required=True, action="append",
+                        help="training config (repeat to layer overlays, as with python -m a1.fit)")
     parser.add_argument("--world-size", type=int, required=True, help="number of ranks")
     parser.add_argument(
         "--num-workers", type=int, required=True,

@@ -55,6 +55,9 @@ class Sample:
     """Index of the source dataset in the mixture."""
     source: str = ""
     """Where it came from (dataset/episode/frame), for error messages and logs."""
+    skipped: np.ndarray | None = None
+    """(num_datasets,) int64: bad samples per dataset the stream skipped since its previous sample
+    (set by the stream, summed into ``Batch.skipped``); None when the source does not count."""
 
     @property
     def has_action(self) -> bool:

@@ -17,6 +17,12 @@ shards. Reading: `read_episodes` (a `ShardReader`) streams the records of the sh
 owns (no node/worker splitting here) in order or in a seeded shuffled shard order. A corrupt tar,
 an undecodable member or a missing member raises `ShardError` naming shard and key, or with
 ``on_error="skip"`` is logged and counted (`ShardReader.skipped`) while reading goes on.
+`check_shard` verifies that a finished shard reads back completely (convert's resume check).
+
+A shard folder's ``manifest.json`` (written by ``python -m a1.data.convert``) is read only through
+`read_manifest`, which checks every key (`MANIFEST_KEYS`), the shard list against the files on
+disk and the statistics (finite, with spread, the recorded dims); any problem is a `ShardError`
+naming the file and key.
 """
 
 from __future__ import annotations
@@ -27,16 +33,23 @@ import logging
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import webdataset as wds
 
+from a1.data.normalize import FeatureStats, StatsError
+
 log = logging.getLogger(__name__)
 
 RESERVED_MEMBERS = ("meta", "state", "action")
+MANIFEST = "manifest.json"
+MANIFEST_KEYS = ("name", "kind", "views", "cameras", "state_key", "action_key", "state_dim", "action_dim",
+                 "episodes", "frames", "image_size", "episodes_per_shard", "shards", "stats", "has_action",
+                 "source")
+SHARD_KEYS = ("url", "episodes", "frames", "bytes")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -396,8 +409,123 @@ def read_episodes(urls: str | Sequence[str | Path], shuffle: bool = False, seed:
     return ShardReader(urls, shuffle=shuffle, seed=seed, on_error=on_error)
 
 
+def check_shard(path: str | Path, expected: Mapping[str, int], views: Sequence[str] | None = None) -> None:
+    """Raise `ShardError` unless the shard at ``path`` reads back completely: exactly the records
+    ``expected`` (key -> episode length), in that order, every member decodable, and (when given)
+    each record holding exactly ``views``."""
+    path = str(path)
+    got: list[str] = []
+    for rec in ShardReader([path]):
+        if rec.key not in expected:
+            raise ShardError(f"{path}: unexpected record {rec.key!r}", path, rec.key)
+        if rec.length != expected[rec.key]:
+            raise ShardError(f"{path}: record {rec.key!r} has {rec.length} frames, the source episode "
+                             f"{expected[rec.key]}", path, rec.key)
+        if views is not None and list(rec.views) != list(views):
+            raise ShardError(f"{path}: record {rec.key!r} holds views {list(rec.views)}, expected {list(views)}",
+                             path, rec.key)
+        got.append(rec.key)
+    if got != list(expected):
+        missing = [k for k in expected if k not in got]
+        raise ShardError(f"{path}: holds {len(got)} of {len(expected)} records"
+                         + (f" (missing {missing[:3]}{' ...' if len(missing) > 3 else ''})" if missing else
+                            " (out of order)"), path)
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The checked ``manifest.json`` of a shard folder (see the module docstring)."""
+    file = Path(folder) / MANIFEST
+    if not file.is_file():
+        raise ShardError(f"{file} not found: make the shards with `python -m a1.data.convert SRC {folder}`",
+                         str(file))
+    try:
+        m = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ShardError(f"{file}: invalid JSON ({err})", str(file)) from err
+    if not isinstance(m, dict):
+        raise ShardError(f"{file}: expected a JSON object, got {type(m).__name__}", str(file))
+    for key in MANIFEST_KEYS:
+        if key not in m:
+            raise ShardError(f"{file}: missing key {key!r} (written by an older a1? re-convert with "
+                             f"`python -m a1.data.convert SRC {folder} --overwrite`)", str(file), key)
+    _check_layout(m, file)
+    _check_shard_list(m, file)
+    _check_manifest_stats(m, file)
+    return m
+
+
+def _bad(file: Path, key: str, why: str) -> ShardError:
+    return ShardError(f"{file}: {key}: {why}", str(file), key)
+
+
+def _check_layout(m: dict, file: Path) -> None:
+    if m["kind"] not in ("lerobot", "human_video"):
+        raise _bad(file, "kind", f"{m['kind']!r} is not 'lerobot' or 'human_video'")
+    if m["has_action"] is not (m["kind"] == "lerobot"):
+        raise _bad(file, "has_action", f"{m['has_action']!r} does not fit kind {m['kind']!r}")
+    views, cameras = m["views"], m["cameras"]
+    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
+        raise _bad(file, "views", f"expected a non-empty list of view names, got {views!r}")
+    if not isinstance(cameras, dict) or list(cameras) != views:
+        raise _bad(file, "cameras", f"expected a mapping of every view {views} to a camera key or null, "
+                                    f"got {cameras!r}")
+    if all(k is None for k in cameras.values()):
+        raise _bad(file, "cameras", "every view maps to null: the shards hold no image")
+    for key in ("episodes", "frames", "episodes_per_shard"):
+        if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] < (1 if key != "frames" else 0):
+            raise _bad(file, key, f"expected a positive integer, got {m[key]!r}")
+    if m["image_size"] is not None and (not isinstance(m["image_size"], int) or m["image_size"] < 1):
+        raise _bad(file, "image_size", f"expected null or a positive integer, got {m['image_size']!r}")
+    for key in ("state_dim", "action_dim"):
+        value = m[key]
+        ok = value is None if not m["has_action"] else isinstance(value, int) and value >= 1
+        if not ok:
+            raise _bad(file, key, f"{value!r} does not fit kind {m['kind']!r}")
+
+
+def _check_shard_list(m: dict, file: Path) -> None:
+    shards = m["shards"]
+    if not isinstance(shards, list) or not shards:
+        raise _bad(file, "shards", "expected a non-empty list")
+    episodes = frames = 0
+    for i, sh in enumerate(shards):
+        where = f"shards[{i}]"
+        if not isinstance(sh, dict):
+            raise _bad(file, where, f"expected a mapping with {list(SHARD_KEYS)}")
+        for key in SHARD_KEYS:
+            if key not in sh:
+                raise _bad(file, f"{where}.{key}", "missing")
+        if not isinstance(sh["episodes"], list) or not isinstance(sh["frames"], int):
+            raise _bad(file, where, f"episodes must be a list and frames an integer, got {sh!r}")
+        if not isinstance(sh["url"], str) or not (file.parent / sh["url"]).is_file():
+            raise _bad(file, f"{where}.url", f"shard file {file.parent / str(sh['url'])} not found")
+        episodes += len(sh["episodes"])
+        frames += int(sh["frames"])
+    if (episodes, frames) != (m["episodes"], m["frames"]):
+        raise _bad(file, "shards", f"list {episodes} episodes / {frames} frames, the manifest says "
+                                   f"{m['episodes']} / {m['frames']}")
+
+
+def _check_manifest_stats(m: dict, file: Path) -> None:
+    stats = m["stats"]
+    if not m["has_action"]:
+        if stats not in ({}, None):
+            raise _bad(file, "stats", "a dataset without actions has no statistics")
+        return
+    if not isinstance(stats, dict):
+        raise _bad(file, "stats", f"expected a mapping with 'state' and 'action', got {stats!r}")
+    for feature in ("state", "action"):
+        if feature not in stats:
+            raise _bad(file, f"stats.{feature}", "missing")
+        try:
+            st = FeatureStats.from_dict(stats[feature], f"{file}: stats.{feature}")
+        except (KeyError, StatsError) as err:
+            raise ShardError(str(err.args[0]), str(file), f"stats.{feature}") from err
+        if st.dims != m[f"{feature}_dim"]:
+            raise _bad(file, f"stats.{feature}", f"{st.dims} dims, but {feature}_dim is {m[f'{feature}_dim']}")
+
+
 def manifest_urls(out_dir: str | Path) -> list[str]:
-    """Absolute shard paths listed in ``out_dir/manifest.json``, in shard order."""
+    """Absolute shard paths listed in ``out_dir/manifest.json`` (read with `read_manifest`), in shard order."""
     out_dir = Path(out_dir)
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    return [str(out_dir / s["url"]) for s in manifest["shards"]]
+    return [str(out_dir / s["url"]) for s in read_manifest(out_dir)["shards"]]

@@ -9,7 +9,7 @@ configured per dataset; a view mapped to ``null`` is a missing view (masked in t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -20,11 +20,7 @@ from a1.data.lerobot import Episode, LeRobotReader
 from a1.data.normalize import Mode
 from a1.data.video import decode_frames, video_info
 
-DEFAULT_CAMERAS = {
-    "head": "observation.images.head",
-    "left_wrist": "observation.images.left_wrist",
-    "right_wrist": "observation.images.right_wrist",
-}
+CAMERA_PREFIX = "observation.images."
 
 
 @dataclass
@@ -43,14 +39,24 @@ class DatasetConfig:
     """Folder of the dataset (LeRobot root, or the human-video folder)."""
     shards: str | None = None
     """Folder of webdataset shards made by ``python -m a1.data.convert`` (read instead of ``path``)."""
-    cameras: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_CAMERAS))
-    """Model view → camera key of the dataset (``null``: the robot has no such camera)."""
+    cameras: dict[str, str | None] | None = None
+    """Model view → camera key of the dataset (``null``: the robot has no such camera, the view is
+    masked). Unset: every model view V reads the camera ``observation.images.V``."""
     state_key: str = "observation.state"
     """Column holding the proprioceptive state."""
     action_key: str = "action"
     """Column holding the actions."""
     normalization: Mode = "mean_std"
     """How state and actions are normalised: ``mean_std``, ``quantile`` (q01/q99 → ±1) or ``none``."""
+    stats: str | None = None
+    """Statistics file written by ``python -m a1.data.stats``; unset: looked up in a1's cache, then
+    LeRobot's ``meta/stats.json``, else computed (and cached)."""
+
+    def camera_map(self, views: list[str]) -> dict[str, str | None]:
+        """The effective view → camera key mapping for the model's ``views``."""
+        if self.cameras is None:
+            return {v: CAMERA_PREFIX + v for v in views}
+        return dict(self.cameras)
 
 
 @dataclass
@@ -83,6 +89,79 @@ class LeRobotEpisode:
         return None if key is None else self.reader.images(key, self.episode, indices)
 
 
+class ViewError(ValueError):
+    """A dataset's cameras do not give the model its views; the message names the dataset and the fix."""
+
+
+VIEW_HINTS = {"head": ("head", "high", "top", "front", "ego", "center"), "left_wrist": ("left",),
+               "right_wrist": ("right",)}
+
+
+def suggest_cameras(views: list[str], keys: list[str]) -> dict[str, str | None]:
+    """A view → camera mapping guessed from camera names, for error messages only (never applied):
+    one matching camera → it; none → ``None``; several → ``<a|b>``."""
+    out: dict[str, str | None] = {}
+    for v in views:
+        hits = [k for k in keys if any(h in k.lower() for h in VIEW_HINTS.get(v, (v,)))]
+        out[v] = hits[0] if len(hits) == 1 else (None if not hits else "<" + "|".join(hits) + ">")
+    return out
+
+
+def _suggest(views: list[str], keys: list[str]) -> str:
+    """The guess as a YAML ``cameras:`` mapping."""
+    return "{" + ", ".join(f"{v}: {k or 'null'}" for v, k in suggest_cameras(views, keys).items()) + "}"
+
+
+def check_cameras(cfg: DatasetConfig, views: list[str], available: list[str], where: str) -> dict[str, str | None]:
+    """The effective view → camera mapping of ``cfg``, checked against the cameras it ``available``-s.
+
+    Every model view must map to one of the dataset's cameras, or explicitly to ``null`` (the
+    robot has no such camera); at least one view must be real. Anything else would train blind
+    (a view silently masked in every batch), so it is an error naming the dataset, its cameras
+    and the mapping to write.
+    """
+    mapping = cfg.camera_map(views)
+    unknown = [v for v in mapping if v not in views]
+    unmapped = [v for v in views if v not in mapping]
+    missing = {v: k for v, k in mapping.items() if v in views and k is not None and k not in available}
+    fix = (f"Map each model view to one of its cameras (null: the robot has no such camera) in the dataset "
+           f"entry, e.g. cameras: {_suggest(views, available)} — or with python -m a1.data.convert "
+           f"--cameras VIEW=KEY,...")
+    if unknown:
+        raise ViewError(f"dataset {cfg.name!r} ({where}): cameras name views {unknown} that the model does not "
+                        f"have; the model's views are {views}")
+    if unmapped:
+        raise ViewError(f"dataset {cfg.name!r} ({where}): views {unmapped} are not mapped to a camera. {fix}")
+    if missing:
+        said = ", ".join(f"{v} → {k}" for v, k in missing.items())
+        raise ViewError(f"dataset {cfg.name!r} ({where}) has no camera for {said}; its cameras are "
+                        f"{available}. {fix}")
+    if all(mapping[v] is None for v in views):
+        raise ViewError(f"dataset {cfg.name!r} ({where}): every view maps to null — it has no image at all. {fix}")
+    return {v: mapping[v] for v in views}
+
+
+def check_shard_views(cfg: DatasetConfig, views: list[str], manifest: dict, where: str) -> dict[str, str | None]:
+    """View → source camera of a shard set (``manifest.json`` of ``python -m a1.data.convert``).
+
+    The camera mapping was fixed at conversion: a ``cameras`` entry in the config must repeat it
+    (or be left out), and every model view must be in the shards or have been mapped to null.
+    """
+    recorded = list(manifest.get("views") or [])
+    cameras = dict(manifest.get("cameras") or {})
+    if cfg.cameras is not None and dict(cfg.cameras) != cameras:
+        raise ViewError(f"dataset {cfg.name!r} ({where}): its shards were converted with cameras {cameras}, the "
+                        f"config says {dict(cfg.cameras)}; remove 'cameras' from the entry or re-convert the "
+                        f"shards with python -m a1.data.convert --cameras ... --overwrite")
+    human = manifest.get("kind") in ("human", "human_video")
+    lost = [v for v in views if v not in recorded and not (human or (v in cameras and cameras[v] is None))]
+    if lost or not any(v in recorded for v in views):
+        raise ViewError(f"dataset {cfg.name!r} ({where}): the shards hold views {recorded}, the model's views are "
+                        f"{views} ({lost or views} missing). Re-convert with python -m a1.data.convert SRC OUT "
+                        f"--cameras {','.join(v + '=<camera key or null>' for v in views)} --overwrite")
+    return {v: (cameras.get(v, v) if v in recorded else None) for v in views}
+
+
 class LeRobotSource:
     """A LeRobot folder as episodes; checks the camera mapping against the dataset."""
 
@@ -91,18 +170,18 @@ class LeRobotSource:
             raise ValueError(f"dataset {cfg.name!r}: 'path' is required for kind=lerobot")
         self.cfg = cfg
         self.reader = LeRobotReader(cfg.path)
-        unknown = [v for v in cfg.cameras if v not in views]
-        if unknown:
-            raise ValueError(f"dataset {cfg.name!r}: cameras name unknown views {unknown}; views are {views}")
-        for view, key in cfg.cameras.items():
-            if key is not None and key not in self.reader.camera_keys:
-                raise KeyError(f"dataset {cfg.name!r} ({cfg.path}): unknown camera key {key!r} for view "
-                               f"{view!r}; available: {sorted(self.reader.camera_keys)}")
+        self.cameras = check_cameras(cfg, views, list(self.reader.camera_keys), str(cfg.path))
         for key in (cfg.state_key, cfg.action_key):
             if key not in self.reader.features:
-                raise KeyError(f"dataset {cfg.name!r} ({cfg.path}): no feature {key!r} in meta/info.json")
-        self.episodes = [LeRobotEpisode(self.reader, ep, cfg.cameras, cfg.state_key, cfg.action_key)
+                raise KeyError(f"dataset {cfg.name!r} ({cfg.path}): no feature {key!r} in meta/info.json "
+                               f"(features: {sorted(self.reader.features)}); set state_key / action_key")
+        self.episodes = [LeRobotEpisode(self.reader, ep, self.cameras, cfg.state_key, cfg.action_key)
                          for ep in self.reader.episodes]
+
+    def dims(self) -> tuple[int, int]:
+        """(state dims, action dims) from meta/info.json."""
+        return tuple(int(np.prod(self.reader.features[k].get("shape") or [1]))
+                     for k in (self.cfg.state_key, self.cfg.action_key))
 
 
 @dataclass
@@ -130,13 +209,19 @@ class HumanClip:
 class HumanVideoSource:
     """An EgoDex-style folder: ``annotations.jsonl`` lines {"clip", "instruction", "fps", "frames"}."""
 
-    def __init__(self, cfg: DatasetConfig) -> None:
+    def __init__(self, cfg: DatasetConfig, views: list[str]) -> None:
         if cfg.path is None:
             raise ValueError(f"dataset {cfg.name!r}: 'path' is required for kind=human_video")
         root = Path(cfg.path)
         index = root / "annotations.jsonl"
         if not index.is_file():
             raise FileNotFoundError(f"dataset {cfg.name!r}: {index} not found")
+        if "head" not in views:
+            raise ViewError(f"dataset {cfg.name!r} ({cfg.path}): human video feeds the 'head' view, which the "
+                            f"model (views {views}) does not have")
+        if cfg.cameras is not None:
+            raise ViewError(f"dataset {cfg.name!r} ({cfg.path}): human video has one egocentric camera (the "
+                            f"'head' view); remove its 'cameras' mapping")
         self.cfg = cfg
         self.episodes = [self._clip(root, index, n, line) for n, line in enumerate(index.read_text().splitlines(), 1)
                          if line.strip()]
@@ -160,5 +245,5 @@ def open_source(cfg: DatasetConfig, views: list[str]) -> LeRobotSource | HumanVi
     if cfg.kind == "lerobot":
         return LeRobotSource(cfg, views)
     if cfg.kind == "human_video":
-        return HumanVideoSource(cfg)
+        return HumanVideoSource(cfg, views)
     raise ValueError(f"dataset {cfg.name!r}: unknown kind {cfg.kind!r}")

@@ -1,26 +1,70 @@
-"""``python -m a1.data.stats PATH``: normalisation statistics of a LeRobot dataset.
+"""Normalisation statistics of LeRobot datasets, and where a dataset's statistics come from.
 
-Mean and std of state and action are exact (accumulated over every frame in float64); the 1st
-and 99th percentiles come from a seeded uniform subsample of at most ``--max-samples`` frames
-(exact when the dataset is smaller). The result is written beside the data as
-``PATH/a1_stats.json`` ({"state": {...}, "action": {...}, "frames", "episodes"}) in LeRobot's
-per-feature layout, and travels with exported policies so deployment can un-normalise.
+    python -m a1.data.stats DATASET [--out FILE] [--state-key K] [--action-key K]
+
+computes mean/std/q01/q99 of the state and action columns and writes them to FILE, by default
+the cache file `stats_cache_path` ``$A1_CACHE/stats/<folder>-<hash>.json`` (``A1_CACHE``
+defaults to ``.cache/a1``; the hash covers the resolved folder, the two column names and the
+content of ``meta/info.json``, so a changed dataset gets a new file). a1 never writes into a
+dataset folder. Mean and std are exact (float64 over every frame); the percentiles come from a
+seeded uniform subsample of at most ``--max-samples`` frames (exact when the dataset is smaller).
+The file holds ``{"state": {...}, "action": {...}, "keys", "frames", "episodes", "dataset"}`` in
+LeRobot's per-feature layout.
+
+`dataset_stats` is the one place that decides the statistics a dataset trains with (and that
+convert writes into a shard manifest), in this order:
+
+1. the file of the dataset's ``stats`` entry, when set (missing: ``FileNotFoundError``);
+2. the cache file (an unreadable one is recomputed, with a warning);
+3. LeRobot's ``meta/stats.json``, when it has mean/std/q01/q99 for both columns (unusable
+   values there: a warning, then 4.);
+4. computed from the data, then written to the cache file (the log says where).
+
+Every statistic passes `a1.data.normalize.FeatureStats`' checks (finite, some spread) and must
+have the column's dims from ``meta/info.json``; errors name the file, dataset and feature.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from a1.data.lerobot import LeRobotReader
-from a1.data.normalize import FeatureStats
+from a1.data.lerobot import DatasetError, LeRobotReader
+from a1.data.normalize import FeatureStats, StatsError
+from a1.data.sources import DatasetConfig
 
-STATS_FILE = "a1_stats.json"
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = ".cache/a1"
+STATE_KEY, ACTION_KEY = "observation.state", "action"
+
+
+def cache_root() -> Path:
+    """``$A1_CACHE`` (default ``.cache/a1``, relative to the working directory)."""
+    return Path(os.environ.get("A1_CACHE") or DEFAULT_CACHE)
+
+
+def stats_cache_path(path: str | Path, state_key: str = STATE_KEY, action_key: str = ACTION_KEY) -> Path:
+    """``$A1_CACHE/stats/<folder name>-<12 hex of sha1(resolved path, keys, meta/info.json)>.json``."""
+    root = Path(path).resolve()
+    info = root / "meta" / "info.json"
+    try:
+        content = info.read_bytes()
+    except FileNotFoundError as err:
+        raise DatasetError(f"not a LeRobot dataset: missing {info}") from err
+    digest = hashlib.sha1()
+    for part in (str(root).encode(), state_key.encode(), action_key.encode(), content):
+        digest.update(part + b"\0")
+    return cache_root() / "stats" / f"{root.name}-{digest.hexdigest()[:12]}.json"
 
 
 class _Accumulator:
@@ -30,7 +74,6 @@ class _Accumulator:
         self.n, self.sum, self.sumsq = 0, None, None
         self.max_samples, self.rng = max_samples, rng
         self.kept: list[np.ndarray] = []
-        self.seen = 0
 
     def add(self, x: np.ndarray) -> None:
         x = np.asarray(x, dtype=np.float64)
@@ -40,7 +83,6 @@ class _Accumulator:
         self.sum += x.sum(0)
         self.sumsq += (x**2).sum(0)
         self.kept.append(x)
-        self.seen += x.shape[0]
         if sum(k.shape[0] for k in self.kept) > 2 * self.max_samples:
             self._shrink()
 
@@ -49,61 +91,187 @@ class _Accumulator:
         keep = self.rng.choice(pool.shape[0], self.max_samples, replace=False)
         self.kept = [pool[np.sort(keep)]]
 
-    def result(self) -> FeatureStats:
+    def result(self, where: str) -> FeatureStats:
         if self.n == 0:
-            raise ValueError("no frames to compute statistics from")
+            raise StatsError(f"{where}: no frames to compute statistics from")
         mean = self.sum / self.n
         std = np.sqrt(np.maximum(self.sumsq / self.n - mean**2, 0.0))
         pool = np.concatenate(self.kept)
         if pool.shape[0] > self.max_samples:
             pool = pool[self.rng.choice(pool.shape[0], self.max_samples, replace=False)]
         q01, q99 = np.quantile(pool, [0.01, 0.99], axis=0)
-        return FeatureStats(mean, std, q01, q99)
+        return FeatureStats(mean, std, q01, q99, where=where)
 
 
-def compute_stats(path: str | Path, state_key: str = "observation.state", action_key: str = "action",
-                  max_samples: int = 1_000_000, seed: int = 0, progress: bool = False) -> dict:
-    """Statistics of ``state_key`` and ``action_key`` over every episode of a LeRobot folder."""
+def _finite(values: np.ndarray, where: str) -> np.ndarray:
+    a = np.asarray(values).reshape(len(values), -1)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise StatsError(f"{where}: non-finite value {a[r, c]} at frame {r}, dim {c}")
+    return a
+
+
+def compute_stats(path: str | Path, state_key: str = STATE_KEY, action_key: str = ACTION_KEY,
+                  max_samples: int = 1_000_000, seed: int = 0, progress: bool = False,
+                  name: str | None = None) -> dict:
+    """Statistics of ``state_key`` and ``action_key`` over every episode of a LeRobot folder, as
+    the stats-file dict. NaN/inf in the data, or a feature without spread, is a `StatsError`
+    naming the dataset, the feature (and episode, frame and dim)."""
     reader = LeRobotReader(path)
+    label = f"dataset {name!r} ({path})" if name else str(path)
     rng = np.random.default_rng(seed)
     acc = {"state": _Accumulator(max_samples, rng), "action": _Accumulator(max_samples, rng)}
     for ep in tqdm(reader.episodes, desc=f"stats {Path(path).name}", disable=not progress, file=sys.stderr):
         cols = reader.columns(ep, [state_key, action_key])
-        for name, key in (("state", state_key), ("action", action_key)):
-            values = cols[key]
-            if not np.isfinite(values).all():
-                raise ValueError(f"{path}: episode {ep.index}: {key} contains NaN or inf")
-            acc[name].add(values)
-    return {"state": acc["state"].result().to_dict(), "action": acc["action"].result().to_dict(),
+        for feature, key in (("state", state_key), ("action", action_key)):
+            acc[feature].add(_finite(cols[key], f"{label}: episode {ep.index}: {key}"))
+    return {"state": acc["state"].result(f"{label}: {state_key}").to_dict(),
+            "action": acc["action"].result(f"{label}: {action_key}").to_dict(),
+            "keys": {"state": state_key, "action": action_key},
             "frames": reader.num_frames, "episodes": reader.num_episodes,
-            "keys": {"state": state_key, "action": action_key}}
+            "dataset": str(Path(path).resolve())}
 
 
-def load_stats(path: str | Path) -> tuple[FeatureStats, FeatureStats]:
-    """(state, action) statistics from ``PATH/a1_stats.json``; a clear error when absent."""
-    file = Path(path) / STATS_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} not found: run `python -m a1.data.stats {path}`")
-    data = json.loads(file.read_text())
-    return (FeatureStats.from_dict(data.get("state", {}), f"{file}:state"),
-            FeatureStats.from_dict(data.get("action", {}), f"{file}:action"))
+def read_stats_file(file: str | Path, state_key: str = STATE_KEY,
+                    action_key: str = ACTION_KEY) -> tuple[FeatureStats, FeatureStats]:
+    """(state, action) statistics of a file written by `compute_stats` / this CLI, checked: valid
+    JSON, both features present and sound, computed for the same columns."""
+    file = Path(file)
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise StatsError(f"{file}: invalid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise StatsError(f"{file}: expected a JSON object with 'state' and 'action' statistics")
+    keys = data.get("keys")
+    if isinstance(keys, dict) and (keys.get("state"), keys.get("action")) != (state_key, action_key):
+        raise StatsError(f"{file}: statistics of columns state={keys.get('state')!r}, action={keys.get('action')!r}, "
+                         f"but the dataset uses state_key={state_key!r}, action_key={action_key!r}")
+    out = []
+    for feature in ("state", "action"):
+        if feature not in data:
+            raise StatsError(f"{file}: missing key {feature!r}")
+        try:
+            out.append(FeatureStats.from_dict(data[feature], f"{file}: {feature}"))
+        except KeyError as err:
+            raise StatsError(err.args[0]) from err
+    return out[0], out[1]
+
+
+def write_stats_file(file: str | Path, stats: dict) -> Path:
+    """Write a stats dict atomically (a reader never sees half a file); returns the path."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=file.name + ".", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(stats, f, indent=1)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return file
+
+
+def _lerobot_meta(root: Path, state_key: str, action_key: str) -> tuple[FeatureStats, FeatureStats] | None:
+    """LeRobot's ``meta/stats.json`` statistics when complete; ``None`` (with a warning when the
+    file is there but unusable) otherwise."""
+    meta = root / "meta" / "stats.json"
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text())
+        entries = [data.get(k) if isinstance(data, dict) else None for k in (state_key, action_key)]
+        if not all(isinstance(e, dict) and {"mean", "std", "q01", "q99"} <= set(e) for e in entries):
+            return None  # older LeRobot stats without percentiles: compute our own
+        return (FeatureStats.from_dict(entries[0], f"{meta}: {state_key}"),
+                FeatureStats.from_dict(entries[1], f"{meta}: {action_key}"))
+    except (json.JSONDecodeError, StatsError) as err:
+        log.warning("%s is unusable (%s); computing the statistics from the data instead", meta, err)
+        return None
+
+
+def _check_dims(cfg: DatasetConfig, stats: tuple[FeatureStats, FeatureStats], origin: str) -> None:
+    """Each feature's statistics have the dims ``meta/info.json`` gives its column."""
+    info = Path(cfg.path) / "meta" / "info.json"
+    try:
+        features = json.loads(info.read_text())["features"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise DatasetError(f"dataset {cfg.name!r}: cannot read the features of {info} ({err!r})") from err
+    for st, key in zip(stats, (cfg.state_key, cfg.action_key)):
+        if key not in features:
+            raise DatasetError(f"dataset {cfg.name!r}: no feature {key!r} in {info} (features: {sorted(features)})")
+        want = int(np.prod(features[key].get("shape") or [1]))
+        if st.dims != want:
+            raise StatsError(f"dataset {cfg.name!r}: statistics from {origin} have {st.dims} dims for {key!r}, "
+                             f"its meta/info.json says {want}")
+
+
+def dataset_stats(cfg: DatasetConfig) -> tuple[FeatureStats, FeatureStats, str]:
+    """(state, action, origin) statistics of a ``kind: lerobot`` folder dataset, found in the order
+    of the module docstring; ``origin`` says where they came from."""
+    if cfg.kind != "lerobot" or cfg.path is None:
+        raise ValueError(f"dataset {cfg.name!r}: statistics are computed from LeRobot folders "
+                         f"(kind=lerobot with a path); got kind={cfg.kind!r}, path={cfg.path!r}")
+    root, keys = Path(cfg.path), (cfg.state_key, cfg.action_key)
+    if cfg.stats is not None:
+        file = Path(cfg.stats)
+        if not file.is_file():
+            raise FileNotFoundError(f"dataset {cfg.name!r}: stats file {file} not found (write it with "
+                                    f"`python -m a1.data.stats {root} --out {file}`, or remove 'stats')")
+        stats, origin = read_stats_file(file, *keys), f"file {file}"
+    else:
+        stats, origin = _found_or_computed(cfg, root, stats_cache_path(root, *keys))
+    _check_dims(cfg, stats, origin)
+    return stats[0], stats[1], origin
+
+
+def _found_or_computed(cfg: DatasetConfig, root: Path, cache: Path) -> tuple[tuple[FeatureStats, FeatureStats], str]:
+    keys = (cfg.state_key, cfg.action_key)
+    if cache.is_file():
+        try:
+            return read_stats_file(cache, *keys), f"cache {cache}"
+        except StatsError as err:
+            log.warning("dataset %r: ignoring the unusable cache file (%s); recomputing", cfg.name, err)
+    meta = _lerobot_meta(root, *keys)
+    if meta is not None:
+        return meta, "lerobot meta/stats.json"
+    data = compute_stats(root, *keys, name=cfg.name)
+    stats = (FeatureStats.from_dict(data["state"], f"dataset {cfg.name!r}: {keys[0]}"),
+             FeatureStats.from_dict(data["action"], f"dataset {cfg.name!r}: {keys[1]}"))
+    try:
+        write_stats_file(cache, data)
+    except OSError as err:
+        log.warning("dataset %r: computed statistics from %d frames; cannot cache them to %s (%s)",
+                    cfg.name, data["frames"], cache, err)
+        return stats, f"computed (not cached: {err})"
+    log.warning("dataset %r: no statistics found; computed them from %d frames and cached them to %s",
+                cfg.name, data["frames"], cache)
+    return stats, f"computed (cached to {cache})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m a1.data.stats", description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="LeRobot dataset folder (v3.0 or v2.1)")
-    parser.add_argument("--state-key", default="observation.state")
-    parser.add_argument("--action-key", default="action")
+    parser.add_argument("path", help="LeRobot dataset folder (v3.0 or v2.1); never written to")
+    parser.add_argument("--out", default=None, help="statistics file to write (default: the cache file "
+                                                    "$A1_CACHE/stats/<folder>-<hash>.json that training reads)")
+    parser.add_argument("--state-key", default=STATE_KEY)
+    parser.add_argument("--action-key", default=ACTION_KEY)
     parser.add_argument("--max-samples", type=int, default=1_000_000, help="frames kept for the percentiles")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        stats = compute_stats(args.path, args.state_key, args.action_key, args.max_samples, args.seed, progress=True)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+        out = Path(args.out) if args.out else stats_cache_path(args.path, args.state_key, args.action_key)
+        stats = compute_stats(args.path, args.state_key, args.action_key, args.max_samples, args.seed,
+                              progress=True)
+        write_stats_file(out, stats)
+    except (ValueError, FileNotFoundError, OSError) as err:  # DatasetError, StatsError
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.path) / STATS_FILE
-    out.write_text(json.dumps(stats, indent=1))
+    except KeyError as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
     print(f"wrote {out}: {stats['frames']} frames, {stats['episodes']} episodes")
     return 0
 

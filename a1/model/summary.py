@@ -1,4 +1,4 @@
-"""``python -m a1.model.summary --config CONFIG [--json]``: parameters per expert and tokens per block.
+"""``python -m a1.model.summary --config CONFIG [--config OVERLAY …] [--json]``: parameters per expert and tokens per block.
 
 The model is built on the meta device — shapes only, no weights, no memory — from the
 architecture fields of the config (pretrained paths are not read), so the 3B and 2B configs
@@ -89,11 +89,12 @@ def format_text(summary: dict[str, Any], cfg: PolicyConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m a1.model.summary", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="YAML config with a model.policy section")
+    parser.add_argument("--config", required=True, action="append",
+                        help="YAML config with a model.policy section (repeat to layer overlays)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
     try:
-        cfg = policy_config(args.config)
+        cfg = policy_config(*args.config)
         summary = summarize(cfg)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """``A1Module``: the LightningModule around the InternVLA-A1 policy (paper §3.3, Table 2).
 
 Loss = λ·L_gen + L_act with per-sample validity masks (action-free samples train L_gen only).
-Logs train/loss, loss_act, loss_gen, lr, grad_norm and samples/s; validates with torchmetrics
+Logs train/loss, loss_act, loss_gen, lr, grad_norm and samples/s, and per dataset the running
+total of bad samples the data workers skipped (``data/skipped/<dataset>``, summed over ranks;
+``val/skipped/<dataset>`` per validation run; see `A1Module.skipped_totals`); validates with torchmetrics
 (action MSE overall and per horizon bucket, foresight latent MSE, and PSNR/SSIM of decoded
 foresight frames when real tokenizer weights are configured). Optional EMA of the weights (timm)
 is used for validation and export.
@@ -67,6 +69,7 @@ class A1Module(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        self.init_report: dict | None = None  # what init_from loaded: {"path": file, "tensors": count}
         self.optim_cfg = optim or OptimConfig()
         self.lambda_gen, self.on_nonfinite = lambda_gen, on_nonfinite
         self.policy = InternVLAA1(policy)
@@ -84,6 +87,7 @@ class A1Module(L.LightningModule):
             self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
             self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self._last_step_time: float | None = None
+        self._skipped: dict[str, int] = {}  # training skips per dataset name, all ranks
 
     def _init_from(self, folder: str) -> None:
         """Load an exported policy's weights (safetensors: no pickle); shapes must match."""
@@ -97,6 +101,7 @@ class A1Module(L.LightningModule):
             self.policy.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ValueError(f"model.init_from: {file} does not fit model.policy: {err}") from err
+        self.init_report = {"path": str(file), "tensors": len(state)}
 
     def _freeze(self, vision: bool, understanding: bool) -> None:
         und = self.policy.understanding.backbone
@@ -122,6 +127,7 @@ class A1Module(L.LightningModule):
         return noise, tau
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        self._count_skipped(batch)
         noise, tau = self.flow_draws(batch)
         losses = self.policy(batch, noise=noise, tau=tau)
         loss = joint_loss(losses, self.lambda_gen)
@@ -135,14 +141,39 @@ class A1Module(L.LightningModule):
             return None
         B = batch.batch_size
         self.log("train/loss", loss, prog_bar=True, batch_size=B)
-        self.log("train/loss_act", masked_mean(losses.act, losses.act_valid), batch_size=B)
-        self.log("train/loss_gen", masked_mean(losses.gen, losses.gen_valid), batch_size=B)
+        self.log("train/loss_act", masked_mean(losses.act, losses.act_valid), prog_bar=True, batch_size=B)
+        self.log("train/loss_gen", masked_mean(losses.gen, losses.gen_valid), prog_bar=True, batch_size=B)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=B)
         now = time.perf_counter()
         if self._last_step_time is not None:
             self.log("train/samples_per_s", B / max(now - self._last_step_time, 1e-9), batch_size=B)
         self._last_step_time = now
         return loss
+
+    # --- skipped samples ------------------------------------------------------------------
+    def _dataset_names(self, n: int) -> list[str]:
+        """Names of datasets 0..n−1 from the attached datamodule; the index where there is none."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        names = [cfg.name for cfg in getattr(dm, "datasets", None) or []][:n]
+        return names + [str(i) for i in range(len(names), n)]
+
+    def _count_skipped(self, batch: Batch) -> None:
+        """Add the batch's skip counts (summed over ranks: a collective, so every rank's batches
+        must carry counts — they all come from the same datamodule) and log the running totals."""
+        if batch.skipped is None:
+            return
+        counts = batch.skipped
+        if self._trainer is not None and self.trainer.world_size > 1:
+            counts = self.all_gather(counts.to(self.device)).reshape(-1, counts.numel()).sum(0)
+        counts = counts.tolist()
+        for name, n in zip(self._dataset_names(len(counts)), counts):
+            self._skipped[name] = self._skipped.get(name, 0) + int(n)
+            self.log(f"data/skipped/{name}", float(self._skipped[name]), batch_size=batch.batch_size)
+
+    def skipped_totals(self) -> dict[str, int]:
+        """Training samples skipped as bad so far, per dataset name, summed over all ranks (the
+        same on every rank); carried across resumes in the checkpoint."""
+        return dict(self._skipped)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
@@ -165,6 +196,9 @@ class A1Module(L.LightningModule):
         return self.ema.module if self.ema is not None else self.policy
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if batch.skipped is not None:  # this validation run's bad samples (replaced by others)
+            for name, n in zip(self._dataset_names(batch.skipped.numel()), batch.skipped.tolist()):
+                self.log(f"val/skipped/{name}", float(n), reduce_fx="sum", sync_dist=True, batch_size=batch.batch_size)
         policy = self.eval_policy
         g = torch.Generator(device=batch.actions.device).manual_seed(batch_idx)
         noise = torch.randn(batch.actions.shape, generator=g, device=batch.actions.device)
@@ -220,9 +254,14 @@ class A1Module(L.LightningModule):
                 for d, norm in dm.norms.items()
             }
         checkpoint["a1_policy_config"] = asdict(self.policy.cfg)
+        checkpoint["a1_skipped"] = dict(self._skipped)
         # the understanding backbone's transformers config: exports of runs that started from a
         # pretrained folder can then be rebuilt without that folder
         checkpoint["a1_backbone_config"] = self.policy.understanding.backbone.config.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A resumed run keeps counting skipped samples from the checkpoint's totals."""
+        self._skipped = {str(k): int(v) for k, v in (checkpoint.get("a1_skipped") or {}).items()}
 
     def policy_config(self) -> dict:
         """The policy's config as plain data (for export)."""

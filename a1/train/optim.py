@@ -49,9 +49,9 @@ class OptimConfig:
     min_lr: float = 5e-6
     """Final learning rate of the cosine decay (``warmup_cosine`` only)."""
 
-    grad_clip: float = 1.0
-    """Gradient-norm clipping value. Applied by the Lightning trainer as ``gradient_clip_val``;
-    kept here so the whole recipe is in one place. 0 disables clipping."""
+
+    def __post_init__(self) -> None:
+        validate(self)  # fail when the config is read, before a model is built
 
 
 def validate(cfg: OptimConfig) -> None:
@@ -64,8 +64,6 @@ def validate(cfg: OptimConfig) -> None:
         raise ValueError(f"optim.eps must be positive, got {cfg.eps}")
     if cfg.weight_decay < 0:
         raise ValueError(f"optim.weight_decay must be >= 0, got {cfg.weight_decay}")
-    if cfg.grad_clip < 0:
-        raise ValueError(f"optim.grad_clip must be >= 0, got {cfg.grad_clip}")
     if cfg.schedule not in ("constant", "warmup_cosine"):
         raise ValueError(f"optim.schedule must be 'constant' or 'warmup_cosine', got {cfg.schedule!r}")
     if cfg.schedule == "warmup_cosine":

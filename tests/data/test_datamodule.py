@@ -81,10 +81,13 @@ def test_isolated_bad_sample_is_skipped_counted_and_logged(synth, tmp_path, capl
 def test_dataset_wrong_as_a_whole_fails_at_setup(synth, tmp_path):
     bad = DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"]),
                         cameras={"head": "observation.images.top", "left_wrist": None, "right_wrist": None})
-    with pytest.raises(KeyError, match="observation.images.top"):
+    with pytest.raises(ValueError, match=r"no camera for head → observation.images.top; its cameras are"):
         _module([bad])
-    with pytest.raises(Exception, match="info.json"):
+    with pytest.raises(ValueError, match=r"folder\(s\) not found: nope: .*missing.*A1_DATA_ROOT"):
         _module([DatasetConfig(name="nope", weight=1.0, path=str(tmp_path / "missing"))])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="info.json"):
+        _module([DatasetConfig(name="empty", weight=1.0, path=str(tmp_path / "empty"))])
 
 
 def test_synthetic_world_is_generated_on_first_use(tmp_path):
@@ -101,7 +104,8 @@ def test_training_streams_from_shards_equal_folder_batches(synth, tmp_path):
     from a1.data.shards import manifest_urls, read_episodes
     from a1.data.sources import open_source
 
-    convert(synth["robot"], tmp_path / "shards", name="robot", episodes_per_shard=2, progress=False)
+    convert(DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"])), tmp_path / "shards", OPTS.views,
+            episodes_per_shard=2, progress=False)
     folder = _module([DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"]))])
     shards = _module([DatasetConfig(name="robot", weight=1.0, shards=str(tmp_path / "shards"))])
     batch = next(iter(shards.train_dataloader()))
@@ -120,12 +124,12 @@ def test_training_streams_from_shards_equal_folder_batches(synth, tmp_path):
 
 def test_tiny_config_trains_from_the_synthetic_world(tmp_path, monkeypatch):
     from a1.config import policy_config
-    from a1.data.datamodule import datamodule_from_config
+    from a1.fit import data_module, parse_config
     from a1.model.policy import InternVLAA1, joint_loss
     from tests.conftest import CONFIGS
 
     monkeypatch.setenv("A1_CACHE", str(tmp_path))
-    dm = datamodule_from_config(CONFIGS / "tiny.yaml")
+    dm = data_module(parse_config(["--config", str(CONFIGS / "tiny.yaml")]).data)  # as python -m a1.fit reads it
     dm.num_workers = 0
     dm.prepare_data()  # generates the synthetic world into $A1_CACHE/synthetic
     dm.setup("fit")

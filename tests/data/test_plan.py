@@ -13,6 +13,7 @@ import pytest
 from a1.data.plan import PlanConfigError, load_dataset_specs
 
 ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / "configs" / "tiny.yaml")  # the model; the test files overlay its data section
 TABLE3 = [
     ("InternData-A1", 396_000_000, 0.64),
     ("RoboTwin", 17_000_000, 0.08),
@@ -24,7 +25,7 @@ TABLE3 = [
 
 def _write_config(path: Path, drop: tuple[str, str] | None = None) -> Path:
     """Write a LightningCLI-style YAML with the Table 3 datasets (optionally dropping a key)."""
-    lines = ["seed_everything: 0", "trainer:", "  max_steps: 10", "data:", "  datasets:"]
+    lines = ["trainer:", "  max_steps: 10", "data:", "  datasets:"]
     for name, frames, weight in TABLE3:
         entry = {"name": f'"{name}"', "frames": frames, "weight": weight, "path": f"/d/{name}"}
         if drop and drop[0] == name:
@@ -44,7 +45,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_plan_json(tmp_path: Path) -> None:
     cfg = _write_config(tmp_path / "cfg.yaml")
-    proc = _run("--config", str(cfg), "--world-size", "8", "--num-workers", "4", "--json")
+    proc = _run("--config", TINY, "--config", str(cfg), "--world-size", "8", "--num-workers", "4", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert {"configured", "realized", "tv", "balance", "slots"} <= set(report)
@@ -62,7 +63,7 @@ def test_plan_json(tmp_path: Path) -> None:
 
 def test_plan_text(tmp_path: Path) -> None:
     cfg = _write_config(tmp_path / "cfg.yaml")
-    proc = _run("--config", str(cfg), "--world-size", "1", "--num-workers", "4")
+    proc = _run("--config", TINY, "--config", str(cfg), "--world-size", "1", "--num-workers", "4")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "slot" in out and "rank" in out and "worker" in out
@@ -75,31 +76,31 @@ def test_plan_text(tmp_path: Path) -> None:
 
 def test_plan_missing_key_fails(tmp_path: Path) -> None:
     cfg = _write_config(tmp_path / "bad.yaml", drop=("RoboMind", "frames"))
-    proc = _run("--config", str(cfg), "--world-size", "2", "--num-workers", "2")
+    proc = _run("--config", TINY, "--config", str(cfg), "--world-size", "2", "--num-workers", "2")
     assert proc.returncode != 0
     assert "'frames'" in proc.stderr and "RoboMind" in proc.stderr
     assert "bad.yaml" in proc.stderr and "data.datasets[3]" in proc.stderr
 
 
-def test_load_specs_init_args_layout_and_interpolation(tmp_path: Path) -> None:
+def test_load_specs_layering_and_interpolation(tmp_path: Path) -> None:
     cfg = tmp_path / "cli.yaml"
     cfg.write_text(
-        "base: 1000\n"
-        "data:\n  class_path: a1.data.Mixture\n  init_args:\n    datasets:\n"
-        "      - {name: a, frames: '${base}', weight: 1}\n"
-        "      - {name: b, frames: 50, weight: 0.5}\n"
+        "data:\n  batch_size: 1000\n  datasets:\n"
+        "      - {name: a, frames: '${data.batch_size}', weight: 1, path: /d/a}\n"
+        "      - {name: b, frames: 50, weight: 0.5, path: /d/b}\n"
     )
-    specs = load_dataset_specs(cfg)
+    specs = load_dataset_specs([TINY, cfg])
     assert [(s.name, s.size, s.weight) for s in specs] == [("a", 1000, 1.0), ("b", 50, 0.5)]
+    assert [s.name for s in load_dataset_specs(TINY)] == ["synthetic_robot", "synthetic_human"]
 
 
 def test_load_specs_errors(tmp_path: Path) -> None:
     with pytest.raises(PlanConfigError, match="not found"):
         load_dataset_specs(tmp_path / "nope.yaml")
-    cfg = tmp_path / "empty.yaml"
-    cfg.write_text("data: {}\n")
-    with pytest.raises(PlanConfigError, match="data.datasets"):
-        load_dataset_specs(cfg)
-    cfg.write_text("data:\n  datasets:\n    - {frames: 3, weight: 1}\n")
-    with pytest.raises(PlanConfigError, match=r"data.datasets\[0\]: missing required key 'name'"):
-        load_dataset_specs(cfg)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("data:\n  datasets:\n    - {frames: 3, weight: 1, path: /d}\n")  # no name
+    with pytest.raises(PlanConfigError, match="invalid config"):
+        load_dataset_specs([TINY, cfg])
+    cfg.write_text("data:\n  datasets:\n    - {name: x, weight: 1, path: /d}\n")
+    with pytest.raises(PlanConfigError, match=r"data.datasets\[0\] \('x'\): 'frames'"):
+        load_dataset_specs([TINY, cfg])

@@ -44,7 +44,7 @@ def test_normalize_round_trip(mode):
 def test_stats_errors_name_the_place():
     with pytest.raises(KeyError, match="meta/stats.json:action.*'q99'"):
         FeatureStats.from_dict({"mean": [0], "std": [1], "q01": [0]}, "meta/stats.json:action")
-    stats = FeatureStats.compute(np.zeros((4, 3)))
+    stats = FeatureStats.compute(np.arange(12.0).reshape(4, 3))
     with pytest.raises(ValueError, match="4 dims"):
         normalize(np.zeros(4), stats, "mean_std")
     with pytest.raises(ValueError, match="40 dims, more than the model's 32"):

@@ -19,11 +19,29 @@ from a1.data.convert import convert
 from a1.data.lerobot import LeRobotReader
 from a1.data.normalize import FeatureStats
 from a1.data.sample import make_sample
-from a1.data.shards import EpisodeRecord, ShardError, manifest_urls, read_episodes, write_shards
+from a1.data.shards import (MANIFEST_KEYS, EpisodeRecord, ShardError, manifest_urls, read_episodes, read_manifest,
+                            write_shards)
+from a1.data.sources import DatasetConfig
 
 EPISODES, FRAMES, SIZE = 5, 24, 32
 VIEWS = {"head": syn.CAMERAS[0], "left_wrist": syn.CAMERAS[1], "right_wrist": syn.CAMERAS[2]}
+MODEL_VIEWS = list(VIEWS)
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:  # statistics computed by convert go here, not into the repo
+        mp.setenv("A1_CACHE", str(tmp_path_factory.mktemp("a1_cache")))
+        yield
+
+
+def robot(src: Path, name: str = "robot") -> DatasetConfig:
+    return DatasetConfig(name=name, weight=1.0, path=str(src / "robot"))
+
+
+def human(src: Path) -> DatasetConfig:
+    return DatasetConfig(name="human", weight=1.0, kind="human_video", path=str(src / "human"))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +54,7 @@ def src(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def robot_shards(src, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("robot_shards")
-    convert(src / "robot", out, episodes_per_shard=2, progress=False)
+    convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, progress=False)
     return out
 
 
@@ -88,57 +106,104 @@ def test_robot_shards_equal_the_folder(src, robot_shards):
 
 
 def test_manifest_counts_and_stats(src, robot_shards):
-    m = json.loads((robot_shards / "manifest.json").read_text())
+    m = read_manifest(robot_shards)
+    assert set(MANIFEST_KEYS) <= set(m)
     reader = LeRobotReader(src / "robot")
     assert (m["name"], m["kind"], m["episodes"], m["frames"]) == ("robot", "lerobot", EPISODES, EPISODES * FRAMES)
-    assert m["views"] == list(VIEWS) and m["has_action"]
+    assert m["views"] == MODEL_VIEWS and m["cameras"] == VIEWS and m["has_action"]
+    assert (m["state_key"], m["action_key"], m["state_dim"], m["action_dim"]) == ("observation.state", "action",
+                                                                                  14, 14)
+    assert (m["image_size"], m["episodes_per_shard"], m["source"]) == (None, 2, str((src / "robot").resolve()))
     assert [s["url"] for s in m["shards"]] == ["robot-00000.tar", "robot-00001.tar", "robot-00002.tar"]
     assert [s["episodes"] for s in m["shards"]] == [[0, 1], [2, 3], [4]]
     assert sum(s["frames"] for s in m["shards"]) == m["frames"]
+    # the statistics training from the folder uses (here LeRobot's meta/stats.json = exact numpy stats)
+    assert m["stats_origin"] == "lerobot meta/stats.json"
     cols = [reader.columns(i, ["observation.state", "action"]) for i in range(EPISODES)]
     for name, col in (("state", "observation.state"), ("action", "action")):
         want = FeatureStats.compute(np.concatenate([c[col] for c in cols])).to_dict()
         assert m["stats"][name] == want
 
 
+def _age(paths, old: int = 1_000_000_000) -> int:
+    for p in paths:  # make "unchanged" mtimes unmistakable
+        os.utime(p, ns=(old, old))
+    return old
+
+
 def test_resume_rewrites_only_missing_shards(src, tmp_path, capfd):
     out = tmp_path / "out"
-    convert(src / "robot", out, episodes_per_shard=2, progress=False)
+    convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, progress=False)
     tars = sorted(out.glob("*.tar"))
-    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tars}
-    old = 1_000_000_000  # make "unchanged" mtimes unmistakable
-    for p in tars:
-        os.utime(p, ns=(old, old))
+    before = {p.name: p.read_bytes() for p in tars}
+    old = _age(tars)
     victim = tars[1]
     victim.unlink()
     (out / "robot-00002.tar").unlink()
     (out / "robot-00002.tar.tmp").write_bytes(b"half a shard from a killed run")
     capfd.readouterr()
-    m = convert(src / "robot", out, episodes_per_shard=2, progress=False)
+    m = convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, progress=False)
     err = capfd.readouterr().err
-    assert "robot-00000.tar exists, skipping" in err and "1 skipped" in err
+    assert "robot-00000.tar is complete, skipping episodes 0..1" in err and "1 skipped" in err
     assert tars[0].stat().st_mtime_ns == old  # untouched
     assert victim.stat().st_mtime_ns != old and (out / "robot-00002.tar").stat().st_mtime_ns != old
     assert not list(out.glob("*.tmp"))
     for p in tars:  # deterministic writer: rewritten shards are byte-identical
-        assert p.read_bytes() == before[p.name][1]
+        assert p.read_bytes() == before[p.name]
     assert [r.episode for r in _records(out)] == list(range(EPISODES))
     assert m["shards"][1]["bytes"] == victim.stat().st_size
     # --overwrite rewrites everything; a different layout without it is refused
-    convert(src / "robot", out, episodes_per_shard=2, overwrite=True, progress=False)
+    convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, overwrite=True, progress=False)
     assert tars[0].stat().st_mtime_ns != old
     with pytest.raises(ValueError, match="episodes_per_shard"):
-        convert(src / "robot", out, episodes_per_shard=3, progress=False)
+        convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=3, progress=False)
+    cams = dict(VIEWS, left_wrist=None)
+    with pytest.raises(ValueError, match="cameras"):
+        convert(DatasetConfig(name="robot", weight=1.0, path=str(src / "robot"), cameras=cams), out, MODEL_VIEWS,
+                episodes_per_shard=2, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt member", "record missing"])
+def test_resume_rewrites_a_damaged_shard(src, tmp_path, capfd, damage):
+    """A .tar left by an earlier run is kept only when it reads back completely."""
+    out = tmp_path / "out"
+    convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, progress=False)
+    tars = sorted(out.glob("*.tar"))
+    good = tars[1].read_bytes()
+    if damage == "truncated":
+        tars[1].write_bytes(good[: len(good) * 2 // 3])
+    elif damage == "corrupt member":
+        _rewrite(tars[1], tmp_path / "bad.tar", "head.npz", 1)
+        os.replace(tmp_path / "bad.tar", tars[1])
+    else:  # a tar that ends cleanly after the first record: readable, but short
+        with tarfile.open(tmp_path / "short.tar", "w") as tout, tarfile.open(tars[1]) as tin:
+            for mem in tin.getmembers():
+                if "000002." in mem.name:
+                    tout.addfile(mem, tin.extractfile(mem))
+        os.replace(tmp_path / "short.tar", tars[1])
+    old = _age(tars)
+    capfd.readouterr()
+    convert(robot(src), out, MODEL_VIEWS, episodes_per_shard=2, progress=False)
+    err = capfd.readouterr().err
+    assert "robot-00001.tar is incomplete or unreadable" in err and "rewriting episodes 2..3" in err
+    assert "1 rewritten" in err and "2 skipped" in err
+    assert tars[1].read_bytes() == good and tars[1].stat().st_mtime_ns != old
+    assert tars[0].stat().st_mtime_ns == tars[2].stat().st_mtime_ns == old
+    assert [r.episode for r in _records(out)] == list(range(EPISODES))
 
 
 def test_human_folder(src, tmp_path):
-    m = convert(src / "human", tmp_path / "h", progress=False)
-    assert (m["kind"], m["episodes"], m["views"], m["has_action"], m["stats"]) == ("human", 2, ["head"], False, {})
+    m = convert(human(src), tmp_path / "h", MODEL_VIEWS, progress=False)
+    assert (m["kind"], m["episodes"], m["views"], m["has_action"], m["stats"]) == \
+           ("human_video", 2, MODEL_VIEWS, False, {})
+    assert m["cameras"] == {"head": "clip", "left_wrist": None, "right_wrist": None}
+    assert (m["state_key"], m["action_key"], m["state_dim"], m["action_dim"]) == (None, None, None, None)
+    assert read_manifest(tmp_path / "h") == m
     recs = _records(tmp_path / "h")
     lines = [json.loads(x) for x in (src / "human/annotations.jsonl").read_text().splitlines()]
     assert len(recs) == 2
     for rec, line in zip(recs, lines):
-        assert not rec.has_action and rec.vectors() is None
+        assert not rec.has_action and rec.vectors() is None and list(rec.views) == ["head"]
         assert rec.length == line["frames"] and rec.instruction(5) == line["instruction"]
         np.testing.assert_array_equal(rec.views["head"][:, :, :, :],
                                       syn.read_video(src / "human" / line["clip"]).transpose(0, 3, 1, 2))
@@ -147,8 +212,8 @@ def test_human_folder(src, tmp_path):
 
 
 def test_image_size_resizes(src, tmp_path):
-    m = convert(src / "human", tmp_path / "h16", image_size=16, progress=False)
-    assert m["image_size"] == 16
+    m = convert(human(src), tmp_path / "h16", ["head"], image_size=16, progress=False)
+    assert m["image_size"] == 16 and m["views"] == ["head"]
     assert _records(tmp_path / "h16")[0].views["head"].shape == (FRAMES, 3, 16, 16)
 
 
@@ -222,18 +287,21 @@ def test_shuffle_is_seeded_and_write_shards_groups(robot_shards, tmp_path):
 
 def test_cli_progress_and_manifest(src, tmp_path):
     out = tmp_path / "cli"
+    env = {**os.environ, "A1_CACHE": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-m", "a1.data.convert", str(src / "robot"), str(out), "--name", "syn.robot",
                         "--episodes-per-shard", "3", "--cameras",
-                        f"head={syn.CAMERAS[0]},right_wrist={syn.CAMERAS[2]}"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+                        f"head={syn.CAMERAS[0]},left_wrist=none,right_wrist={syn.CAMERAS[2]}"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "5/5" in r.stderr and "ep/s" in r.stderr
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["name"] == "syn.robot" and m["views"] == ["head", "right_wrist"]
+    m = read_manifest(out)
+    assert m["name"] == "syn.robot" and m["views"] == MODEL_VIEWS
+    assert m["cameras"] == {"head": syn.CAMERAS[0], "left_wrist": None, "right_wrist": syn.CAMERAS[2]}
     assert [s["url"] for s in m["shards"]] == ["syn_robot-00000.tar", "syn_robot-00001.tar"]
     assert json.loads(r.stdout)["episodes"] == EPISODES
     recs = _records(out)
     assert recs[0].key == "syn_robot/000000" and recs[0].dataset == "syn.robot"
+    assert list(recs[0].views) == ["head", "right_wrist"]  # a view without camera is absent from the records
     bad = subprocess.run([sys.executable, "-m", "a1.data.convert", str(tmp_path), str(out)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+                         capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
     assert bad.returncode == 2 and "neither a LeRobot dataset" in bad.stderr

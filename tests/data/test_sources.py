@@ -1,16 +1,18 @@
 """Folder sources (LeRobot, human video), sample cutting and normalisation statistics on real files."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from a1.data.normalize import FeatureStats
 from a1.data.sample import frame_window, make_sample
-from a1.data.sources import DatasetConfig, open_source
-from a1.data.stats import STATS_FILE, compute_stats, load_stats
+from a1.data.sources import DatasetConfig, ViewError, check_shard_views, open_source
+from a1.data.stats import compute_stats, dataset_stats, read_stats_file, stats_cache_path
 from a1.data.synthetic import generate
 from tests.conftest import ROOT
 
@@ -43,8 +45,55 @@ def test_missing_view_and_unknown_camera(synth):
     assert not s.image_valid[1].any() and not s.images[1].any()
     assert s.image_valid[0].tolist() == s.image_valid[2].tolist() == [True, True, False]  # 15+15 ≥ 30 frames
     bad = dict(cams, left_wrist="observation.images.left_wrsit")
-    with pytest.raises(KeyError, match="left_wrsit.*available"):
+    with pytest.raises(ViewError, match="'syn'.*left_wrist → observation.images.left_wrsit; its cameras are"):
         open_source(DatasetConfig(name="syn", weight=1.0, path=str(synth["robot"]), cameras=bad), VIEWS)
+
+
+ALOHA = Path(__file__).resolve().parents[1] / "fixtures" / "lerobot_v30_aloha"
+ALOHA_MAP = {"head": "observation.images.cam_high", "left_wrist": "observation.images.cam_left_wrist",
+             "right_wrist": "observation.images.cam_right_wrist"}
+
+
+def test_aloha_camera_names_never_train_blind():
+    """Default views on ALOHA camera keys: an error naming the dataset, its cameras and the mapping."""
+    with pytest.raises(ViewError) as err:
+        open_source(DatasetConfig(name="aloha", weight=1.0, path=str(ALOHA)), VIEWS)
+    msg = str(err.value)
+    assert "'aloha'" in msg and "head → observation.images.head" in msg
+    assert "head: observation.images.cam_high" in msg and "left_wrist: observation.images.cam_left_wrist" in msg
+    # partly wrong: one view still unmapped is the same error; an explicit null is allowed
+    partly = dict(ALOHA_MAP, right_wrist="observation.images.right_wrist")
+    with pytest.raises(ViewError, match="right_wrist → observation.images.right_wrist"):
+        open_source(DatasetConfig(name="aloha", weight=1.0, path=str(ALOHA), cameras=partly), VIEWS)
+    src = open_source(DatasetConfig(name="aloha", weight=1.0, path=str(ALOHA), cameras=dict(ALOHA_MAP, right_wrist=None)),
+                      VIEWS)
+    assert src.cameras == dict(ALOHA_MAP, right_wrist=None)
+
+
+@pytest.mark.parametrize("cameras, match", [
+    ({"head": None, "left_wrist": None, "right_wrist": None}, "every view maps to null"),
+    ({"head": "observation.images.cam_high"}, r"views \['left_wrist', 'right_wrist'\] are not mapped"),
+    (dict(ALOHA_MAP, top="observation.images.cam_high"), "views \\['top'\\] that the model does not have"),
+])
+def test_mappings_that_would_train_blind_are_refused(cameras, match):
+    with pytest.raises(ViewError, match=match):
+        open_source(DatasetConfig(name="aloha", weight=1.0, path=str(ALOHA), cameras=cameras), VIEWS)
+
+
+def test_shard_views_are_checked_against_the_model():
+    manifest = {"kind": "lerobot", "views": ["head", "left_wrist"],
+                "cameras": {"head": "observation.images.cam_high", "left_wrist": "observation.images.cam_left_wrist",
+                            "right_wrist": None}}
+    cfg = DatasetConfig(name="s", weight=1.0, shards="/x")
+    assert check_shard_views(cfg, VIEWS, manifest, "/x") == {"head": "observation.images.cam_high",
+                                                             "left_wrist": "observation.images.cam_left_wrist",
+                                                             "right_wrist": None}
+    old = {"kind": "lerobot", "views": ["cam_high", "cam_left_wrist", "cam_right_wrist"], "cameras": {}}
+    with pytest.raises(ViewError, match="shards hold views \\['cam_high'.*--cameras head="):
+        check_shard_views(cfg, VIEWS, old, "/x")
+    with pytest.raises(ViewError, match="converted with cameras"):
+        check_shard_views(DatasetConfig(name="s", weight=1.0, shards="/x", cameras={"head": "nonsense"}), VIEWS,
+                          manifest, "/x")
 
 
 def test_human_video_has_no_actions(synth):
@@ -64,19 +113,32 @@ def test_bad_annotation_line_is_named(tmp_path):
 
 
 def test_stats_cli_matches_numpy(synth, tmp_path):
+    env = {**os.environ, "A1_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "a1.data.stats", str(synth["robot"])],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    state, action = load_stats(synth["robot"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("A1_CACHE", str(tmp_path / "cache"))
+        cache = stats_cache_path(synth["robot"])
+        state, action, origin = dataset_stats(DatasetConfig(name="syn", weight=1.0, path=str(synth["robot"])))
+    assert cache.parent == tmp_path / "cache" / "stats" and str(cache) in proc.stdout
+    assert origin == f"cache {cache}"  # the file the CLI wrote is what training reads
     src = open_source(DatasetConfig(name="syn", weight=1.0, path=str(synth["robot"])), VIEWS)
     all_states = np.concatenate([e.vectors()[0] for e in src.episodes])
     ref = FeatureStats.compute(all_states)
     np.testing.assert_allclose(state.mean, ref.mean, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(state.std, ref.std, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(state.q99, ref.q99, rtol=1e-6, atol=1e-6)
-    data = json.loads((synth["robot"] / STATS_FILE).read_text())
+    data = json.loads(cache.read_text())
     assert data["frames"] == 90 and action.dims == 14
+    assert data["keys"] == {"state": "observation.state", "action": "action"}
     sub = compute_stats(synth["robot"], max_samples=40)  # percentiles from a 40-frame subsample
     assert np.allclose(sub["state"]["mean"], ref.mean)
-    with pytest.raises(FileNotFoundError, match="python -m a1.data.stats"):
-        load_stats(tmp_path)
+    out = tmp_path / "elsewhere" / "robot_stats.json"  # --out FILE
+    proc = subprocess.run([sys.executable, "-m", "a1.data.stats", str(synth["robot"]), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(read_stats_file(out)[1].mean, action.mean)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        dataset_stats(DatasetConfig(name="syn", weight=1.0, path=str(synth["robot"]),
+                                    stats=str(tmp_path / "missing.json")))

@@ -30,11 +30,19 @@ from lightning.pytorch.strategies import DeepSpeedStrategy  # noqa: E402
 from a1.config import load_yaml  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+#: each shipped run: its base config and overlays, layered as with python -m a1.fit --config A --config B
+RUNS = {"pretrain_3b": ["pretrain_3b.yaml"], "pretrain_2b": ["pretrain_2b.yaml"],
+        "posttrain_3b": ["pretrain_3b.yaml", "posttrain_3b.yaml"],
+        "posttrain_robotwin_3b": ["pretrain_3b.yaml", "posttrain_3b.yaml", "posttrain_robotwin_3b.yaml"]}
 
 
-@pytest.mark.parametrize("config", ["pretrain_3b.yaml", "pretrain_2b.yaml", "posttrain_3b.yaml"])
+def _load(run: str) -> dict:
+    return load_yaml(*(CONFIGS / name for name in RUNS[run]))
+
+
+@pytest.mark.parametrize("config", ["pretrain_3b", "pretrain_2b", "posttrain_3b"])
 def test_strategy_of_the_config_builds_zero2(config):
-    cfg = load_yaml(CONFIGS / config)
+    cfg = _load(config)
     trainer = cfg["trainer"]
     strategy = instantiate_class((), trainer["strategy"])
     assert isinstance(strategy, DeepSpeedStrategy)
@@ -47,9 +55,9 @@ def test_strategy_of_the_config_builds_zero2(config):
 
 
 def test_global_batch_of_the_pretrain_and_posttrain_configs():
-    for config, expected in [("pretrain_3b.yaml", 512), ("pretrain_2b.yaml", 512), ("posttrain_3b.yaml", 128),
-                             ("posttrain_robotwin_3b.yaml", 128)]:
-        cfg = load_yaml(CONFIGS / config)
+    for config, expected in [("pretrain_3b", 512), ("pretrain_2b", 512), ("posttrain_3b", 128),
+                             ("posttrain_robotwin_3b", 128)]:
+        cfg = _load(config)
         t = cfg["trainer"]
         got = cfg["data"]["batch_size"] * t["devices"] * t["num_nodes"] * t["accumulate_grad_batches"]
         assert got == expected, (config, got)

@@ -1,6 +1,8 @@
-"""Resume is exact: a tiny run killed with SIGKILL and resumed from its last checkpoint ends with
+"""Resume means resume: a tiny run killed with SIGKILL and continued with ``--ckpt_path last`` finds
+the run folder's ``last.ckpt``, rewrites it in place, keeps the earlier metrics rows, and ends with
 bitwise the same weights as an uninterrupted run (data order and flow noise included)."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -17,19 +19,21 @@ STEPS = 8
 
 def _cmd(root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "a1.fit", "--config", str(CONFIGS / "tiny.yaml"),
-            f"--trainer.max_steps={STEPS}", f"--trainer.default_root_dir={root}", "--trainer.logger=false",
+            f"--trainer.max_steps={STEPS}", f"--trainer.default_root_dir={root}", "--trainer.log_every_n_steps=1",
             "--trainer.val_check_interval=null", "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
-            "--data.num_workers=2", "--data.batch_size=4",
-            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-            f"--trainer.callbacks.dirpath={root}/ckpt", "--trainer.callbacks.every_n_train_steps=2",
-            "--trainer.callbacks.save_last=true", "--trainer.callbacks.save_top_k=-1", *extra]
+            "--data.num_workers=2", "--data.batch_size=4", "--checkpoint.every_n_train_steps=2", *extra]
 
 
-def _weights(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def test_sigkill_and_resume_gives_identical_weights(tmp_path):
+def _train_steps(root: Path) -> list[int]:
+    with open(root / "metrics.csv", newline="") as f:
+        return [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+
+
+def test_sigkill_and_resume_last_gives_identical_weights(tmp_path):
     env = {**os.environ, "A1_CACHE": str(tmp_path / "cache")}
     subprocess.run([sys.executable, "-m", "a1.data.synthetic", str(tmp_path / "cache" / "synthetic")],
                    check=True, cwd=ROOT, env=env, capture_output=True)
@@ -40,17 +44,23 @@ def test_sigkill_and_resume_gives_identical_weights(tmp_path):
     proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
-    while not (run / "ckpt" / "epoch=0-step=4.ckpt").exists() and proc.poll() is None and time.time() < deadline:
+    while not (run / "checkpoints" / "step=0000004.ckpt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # mid-training, workers and all
     proc.wait()
-    saved = sorted(p.name for p in (run / "ckpt").glob("*.ckpt"))
-    assert "last.ckpt" in saved and f"epoch=0-step={STEPS}.ckpt" not in saved, saved
+    saved = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in saved and f"step={STEPS:07d}.ckpt" not in saved, saved
+    killed_at = _ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
+    before = _train_steps(run)
+    assert before and max(before) < killed_at  # flushed with the checkpoint
 
-    resumed = subprocess.run(_cmd(run, "--ckpt_path", str(run / "ckpt" / "last.ckpt")), cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(_cmd(run, "--ckpt_path", "last"), cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = _weights(tmp_path / "full" / "ckpt" / "last.ckpt"), _weights(run / "ckpt" / "last.ckpt")
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert different == []
+    assert f"resuming at step {killed_at}" in resumed.stderr
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]  # in place, no last-v1
+    a, b = _ckpt(tmp_path / "full" / "checkpoints" / "last.ckpt"), _ckpt(run / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == STEPS
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])] == []
+    assert _train_steps(run) == _train_steps(tmp_path / "full") == list(range(STEPS))  # earlier rows kept, no repeats

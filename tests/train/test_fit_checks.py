@@ -1,0 +1,137 @@
+"""``python -m a1.fit`` fails fast (before any model is built) with one line naming the key and the fix,
+and a run's outputs all go to its run folder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from a1.fit import main, parse_config
+from tests.conftest import CONFIGS, ROOT
+
+TINY, P3B = str(CONFIGS / "tiny.yaml"), str(CONFIGS / "pretrain_3b.yaml")
+CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.precision=32-true"]
+FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_aloha"
+CLUSTER_VARS = ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "MASTER_ADDR",
+                "OMPI_COMM_WORLD_SIZE", "WORLD_SIZE", "LOCAL_RANK", "RANK")
+
+
+def _fails(capsys, *args: str) -> str:
+    """Run the CLI in-process; it must exit 2 with an ``error:`` line; returns stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err[-2000:]
+    return err
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster(monkeypatch):
+    for var in CLUSTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_3b_config_on_a_cpu_machine_exits_within_seconds_naming_the_gpu(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "a1.fit", "--config", P3B,
+                           f"--trainer.default_root_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k not in CLUSTER_VARS})
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "GPU" in last and "configs/tiny.yaml" in last, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert seconds < 60  # mostly imports; the 3B model is never built (that alone takes ~65 s)
+
+
+def test_multi_node_outside_a_cluster_does_not_hang(capsys, tmp_path):
+    err = _fails(capsys, "--config", P3B, *CPU, f"--trainer.default_root_dir={tmp_path}")
+    assert "trainer.num_nodes=8" in err and "srun or torchrun" in err
+
+
+def test_missing_data_folders_name_the_variable(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("A1_DATA_ROOT", str(tmp_path / "nowhere"))
+    err = _fails(capsys, "--config", P3B, *CPU, "--trainer.num_nodes=1", f"--trainer.default_root_dir={tmp_path}")
+    assert "A1_DATA_ROOT" in err and "InternData-A1" in err and str(tmp_path / "nowhere") in err
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--data.batch_size=-4", "data.batch_size"),
+    ("--trainer.max_steps=0", "trainer.max_steps"),
+    ("--trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
+    ("--model.optim.lr=-1", "optim.lr"),
+])
+def test_invalid_numbers_are_named(capsys, tmp_path, override, key):
+    err = _fails(capsys, "--config", TINY, override, f"--trainer.default_root_dir={tmp_path}")
+    assert key in err
+
+
+def test_abbreviated_and_unknown_keys_are_errors(capsys):
+    with pytest.raises(SystemExit):
+        main(["--config", TINY, "--trainer.max_step=5"])
+    assert "max_step=5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--config", TINY, "--model.optim.grad_clip=1.0"])  # one clipping setting: trainer.gradient_clip_val
+    with pytest.raises(SystemExit):
+        main(["--config", TINY, "--optimizer=torch.optim.SGD"])  # the optimizer lives in model.optim
+
+
+def test_aloha_camera_names_with_default_views_are_refused(capsys, tmp_path):
+    overlay = tmp_path / "aloha.yaml"
+    overlay.write_text(f"data:\n  datasets:\n    - {{name: aloha, weight: 1.0, path: {FIXTURE}}}\n")
+    err = _fails(capsys, "--config", TINY, "--config", str(overlay), f"--trainer.default_root_dir={tmp_path / 'run'}")
+    assert "aloha" in err and "observation.images.cam_high" in err and "head: observation.images.cam_high" in err
+
+
+def test_data_options_are_linked_from_the_model():
+    cfg = parse_config(["--config", TINY, "--model.policy.action.chunk_size=8",
+                        "--model.policy.views=[head, left_wrist]"])
+    assert cfg.data.options.chunk_size == 8 and cfg.data.options.views == ["head", "left_wrist"]
+    assert cfg.data.options.max_dim == cfg.model.policy.action.max_dim
+
+
+@pytest.mark.parametrize("layers, check", [
+    (["tiny.yaml", "tiny_nogen.yaml"], lambda c: not c.model.policy.generation.enabled),
+    (["pretrain_3b.yaml", "posttrain_3b.yaml"],
+     lambda c: c.data.batch_size == 16 and c.model.optim.schedule == "warmup_cosine" and c.trainer.num_nodes == 1),
+    (["pretrain_3b.yaml", "posttrain_3b.yaml", "posttrain_robotwin_3b.yaml"],
+     lambda c: c.data.datasets[0].cameras["head"] == "observation.images.cam_high" and c.data.batch_size == 16),
+    (["pretrain_2b.yaml"], lambda c: c.model.policy.understanding.family == "internvl"),
+])
+def test_overlays_layer_on_their_base(layers, check):
+    cfg = parse_config([a for name in layers for a in ("--config", str(CONFIGS / name))])
+    assert check(cfg)
+
+
+def test_outputs_in_one_run_folder_and_no_silent_overwrite(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("A1_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["--config", TINY, f"--trainer.default_root_dir={run}", "--trainer.max_steps=3", "--data.num_workers=0",
+            "--data.batch_size=2", "--trainer.val_check_interval=3", "--trainer.log_every_n_steps=1",
+            "--trainer.enable_model_summary=false"]
+    main(args)
+    names = {p.name for p in run.iterdir()}
+    assert {"metrics.csv", "tensorboard", "checkpoints", "config.yaml", "startup_report.json",
+            "closing_report.json"} <= names
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (Path.cwd() / "lightning_logs").exists()
+    report = json.loads((run / "startup_report.json").read_text())
+    robot, human = report["datasets"]
+    assert robot["views"]["found"] == {v: f"observation.images.{v}" for v in ("head", "left_wrist", "right_wrist")}
+    assert robot["state_dim"] == robot["action_dim"] == 14 and robot["stats"]
+    assert robot["episodes"]["train"] > 0 and robot["episodes"]["val"] > 0
+    assert human["views"]["missing"] == ["left_wrist", "right_wrist"] and human["action_dim"] is None
+    assert robot["weight"]["realised"] == pytest.approx(0.8)
+    assert report["global_batch"]["samples_per_step"] == 2
+    assert report["model"]["total"]["parameters"] > report["model"]["total"]["trainable"] > 0
+    closing = json.loads((run / "closing_report.json").read_text())
+    assert closing["status"] == "finished" and closing["final_step"] == 3
+    err = capsys.readouterr().err
+    assert "dataset synthetic_robot" in err and "global batch 2" in err
+    err = _fails(capsys, *args)  # a fresh run into a used folder would overwrite it
+    assert "--ckpt_path last" in err
+    shutil.rmtree(run)
