@@ -21,7 +21,8 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from a1.data.datamodule import A1DataModule
-from a1.train.module import A1Module
+from a1.data.pools import BadDatasetError
+from a1.train.module import A1Module, NonFiniteLossError
 from a1.train.preflight import preflight
 from a1.train.progress import progress_bar
 from a1.train.report import RunReport
@@ -131,7 +132,13 @@ def main(argv: list[str] | None = None) -> A1CLI:
     except ValueError as err:  # PreflightError, RunFolderError, DatasetError, ViewError, ...
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path)
+    except (BadDatasetError, NonFiniteLossError) as err:  # the data or the run, not the code: one line
+        text = str(err).strip()  # from a DataLoader worker: its traceback, ending with the original error
+        line = text.splitlines()[-1] if "Original Traceback" in text else f"{type(err).__name__}: {text}"
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(1) from None
     return cli
 
 

@@ -4,8 +4,11 @@ Every (rank × DataLoader worker) slot opens only the datasets the load-balanced
 gives it (paper §3.4) and draws from them with per-slot probabilities that make the realised
 mixture equal the configured weights (``a1.data.mixture``). Streams are seeded from (seed, rank,
 worker, epoch), so a run's data order is reproducible. An isolated bad sample (a corrupt frame,
-a NaN) is skipped, counted and logged, and the run goes on; a dataset that is wrong as a whole
-(missing folder, unknown camera key, missing column) fails in ``setup`` naming file and key.
+a NaN) is skipped and counted per dataset (``Batch.skipped``, the metrics), and the run goes on; a
+dataset whose samples keep failing stops the run (``bad_samples``, see
+:class:`a1.data.pools.BadSampleLimit`). A dataset that is wrong as a whole (missing folder, a view
+with no camera, a missing column, too many dims, bad statistics) fails in :meth:`inspect` — before
+the model is built — naming the dataset, the file and the fix.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from a1.data.collate import Collator, DatasetNorm
 from a1.data.mixture import SlotMixture, build_mixture
 from a1.data.normalize import FeatureStats
 from a1.data.lerobot import DatasetError
-from a1.data.pools import split_episodes
+from a1.data.pools import BadSampleLimit, split_episodes
 from a1.data.shards import read_manifest
 from a1.data.sources import DatasetConfig, check_shard_views, open_source
 from a1.data.stats import dataset_stats
@@ -71,7 +74,7 @@ class A1DataModule(L.LightningDataModule):
 
     def __init__(self, datasets: list[DatasetConfig], options: DataOptions = DataOptions(), batch_size: int = 8,
                  num_workers: int = 2, seed: int = 0, val_fraction: float = 0.1, val_samples: int = 32,
-                 synthetic: str | None = None) -> None:
+                 synthetic: str | None = None, bad_samples: BadSampleLimit = BadSampleLimit()) -> None:
         """
         Args:
             datasets: the mixture (name, weight, frames, kind, path/shards, cameras, keys, normalization).
@@ -83,6 +86,8 @@ class A1DataModule(L.LightningDataModule):
             val_samples: validation samples per dataset.
             synthetic: folder where the embedded synthetic world is generated on first use
                 (datasets refer to ``<synthetic>/robot`` and ``<synthetic>/human``); ``None``: off.
+            bad_samples: when a dataset whose samples keep failing stops the run (instead of being
+                skipped forever): see :class:`a1.data.pools.BadSampleLimit`.
         """
         super().__init__()
         if not datasets:
@@ -97,6 +102,7 @@ class A1DataModule(L.LightningDataModule):
         self.datasets, self.opts = list(datasets), dataclasses.replace(options)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.val_fraction, self.val_samples, self.synthetic = val_fraction, val_samples, synthetic
+        self.bad_samples = dataclasses.replace(bad_samples)
         self.mixture: SlotMixture | None = None
         self.norms: dict[int, DatasetNorm] = {}
         self.infos: list[DatasetInfo] | None = None
@@ -172,7 +178,8 @@ class A1DataModule(L.LightningDataModule):
         return Collator(self.tokenizer, o.max_text_tokens, o.chunk_size, o.max_dim, self.norms)
 
     def train_dataloader(self) -> DataLoader:
-        stream = MixtureStream(self.datasets, self.mixture, self.opts, self.rank, self.seed, self.val_fraction)
+        stream = MixtureStream(self.datasets, self.mixture, self.opts, self.rank, self.seed, self.val_fraction,
+                               limit=self.bad_samples)
         stream.batch_size = self.batch_size
         if self.trainer is not None:  # resuming: continue the data order where the run stopped
             stream.start_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
@@ -180,7 +187,8 @@ class A1DataModule(L.LightningDataModule):
                           collate_fn=self.collator(), persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        samples = FixedSamples(self.datasets, self.opts, self.val_samples, self.seed, self.val_fraction)
+        samples = FixedSamples(self.datasets, self.opts, self.val_samples, self.seed, self.val_fraction,
+                               limit=self.bad_samples)
         return DataLoader(samples, batch_size=self.batch_size, num_workers=min(self.num_workers, 1),
                           collate_fn=self.collator())
 

@@ -47,7 +47,8 @@ class BadSampleLimit:
     records read and the samples cut are two budgets under the same rule, and one complete pass
     over the shards that gives no readable record is an error at once (naming the shard folder).
     Validation applies the same rule with ``min_attempts`` capped at the dataset's number of
-    validation samples.
+    validation samples (the whole list: a rank that validates only its share of the list, under
+    a DistributedSampler, reaches the cap only when most of its samples need replacing).
     """
 
     max_consecutive: int = 50
@@ -204,7 +205,8 @@ class ShardPasses:
         from a1.data.shards import read_episodes
 
         for rnd in itertools.count():  # a new shard order every pass
-            reader = read_episodes(self.urls, shuffle=True, seed=int(self.rng.integers(2**31)) + rnd, on_error="skip")
+            reader = read_episodes(self.urls, shuffle=True, seed=int(self.rng.integers(2**31)) + rnd, on_error="skip",
+                                  log_skips=False)  # counted and logged at a bounded rate by the budget
             good = seen = 0
             while True:
                 record = next(reader, None)

@@ -337,11 +337,12 @@ class ShardReader:
     counts once, together with the partial record it cuts off); ``errors`` keeps their messages."""
 
     def __init__(self, urls: str | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
-                 on_error: str = "raise"):
+                 on_error: str = "raise", log_skips: bool = True):
+        """``log_skips=False``: skipped records are only counted (the caller logs at its own rate)."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.urls = [str(urls)] if isinstance(urls, (str, Path)) else [str(u) for u in urls]
-        self.shuffle, self.seed, self.on_error = shuffle, seed, on_error
+        self.shuffle, self.seed, self.on_error, self.log_skips = shuffle, seed, on_error, log_skips
         self.skipped = 0
         self.errors: list[str] = []
         self._it: Iterator[EpisodeRecord] | None = None
@@ -363,7 +364,8 @@ class ShardReader:
     def _skip(self, err: ShardError) -> None:
         self.skipped += 1
         self.errors.append(err.message)
-        log.warning("skipping: %s (%d skipped so far)", err.message, self.skipped)
+        if self.log_skips:
+            log.warning("skipping: %s (%d skipped so far)", err.message, self.skipped)
 
     def _generate(self) -> Iterator[EpisodeRecord]:
         for url in self.shard_order():
@@ -377,7 +379,8 @@ class ShardReader:
                 if self.on_error == "raise":
                     raise err from exn
                 if tar_failed[0]:
-                    log.warning("skipping (same shard): %s", err.message)
+                    if self.log_skips:
+                        log.warning("skipping (same shard): %s", err.message)
                 else:
                     tar_failed[0] = True
                     self._skip(err)
@@ -393,7 +396,8 @@ class ShardReader:
                         raise
                     if tar_failed[0]:
                         tar_failed[0] = False  # the partial record of the already counted failure
-                        log.warning("skipping (same shard failure): %s", err.message)
+                        if self.log_skips:
+                            log.warning("skipping (same shard failure): %s", err.message)
                     else:
                         self._skip(err)
                     continue
@@ -401,12 +405,12 @@ class ShardReader:
 
 
 def read_episodes(urls: str | Sequence[str | Path], shuffle: bool = False, seed: int = 0,
-                  on_error: str = "raise") -> ShardReader:
+                  on_error: str = "raise", log_skips: bool = True) -> ShardReader:
     """Stream the episodes of ``urls`` (the shards this caller owns: no node/worker splitting),
     shards in order or, with ``shuffle``, in an order drawn from ``seed``. Returns a `ShardReader`
     (an iterator of `EpisodeRecord`; its ``skipped`` counts records dropped with
     ``on_error="skip"``)."""
-    return ShardReader(urls, shuffle=shuffle, seed=seed, on_error=on_error)
+    return ShardReader(urls, shuffle=shuffle, seed=seed, on_error=on_error, log_skips=log_skips)
 
 
 def check_shard(path: str | Path, expected: Mapping[str, int], views: Sequence[str] | None = None) -> None:

@@ -97,29 +97,44 @@ def test_random_bytes_camera_video_is_an_error_naming_dataset_and_file(synth, tm
         assert 0 < caplog.text.count("skipping bad sample broken/") <= BadSampleLimit().log_first
 
 
-def test_every_shard_truncated_is_an_error_naming_the_shard_folder(synth, tmp_path):
+def _truncated_shards(synth, out, count: int):
+    """Shards of the human clips, one episode each; the first ``count`` cut to 1 KiB (no record survives)."""
     from a1.data.convert import convert
 
-    cfg = DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"]))
-    out = tmp_path / "shards"
-    convert(cfg, out, OPTS.views, episodes_per_shard=2, progress=False)
+    cfg = DatasetConfig(name="ego", weight=1.0, kind="human_video", path=str(synth["human"]))
+    convert(cfg, out, OPTS.views, episodes_per_shard=1, progress=False)
     tars = sorted(out.glob("*.tar"))
     assert len(tars) == 3
-    for tar in tars:
-        tar.write_bytes(tar.read_bytes()[:1024])  # no record survives
-    loader = _module([DatasetConfig(name="robot", weight=1.0, shards=str(out))]).train_dataloader()
-    with pytest.raises(BadDatasetError, match=rf"dataset 'robot': a complete pass over the 3 shard\(s\) in {out} "
+    for tar in tars[:count]:
+        tar.write_bytes(tar.read_bytes()[:1024])
+
+
+def test_every_shard_truncated_is_an_error_naming_the_shard_folder(synth, tmp_path):
+    out = tmp_path / "shards"
+    _truncated_shards(synth, out, 3)
+    loader = _module([DatasetConfig(name="ego", weight=1.0, kind="human_video", shards=str(out))]).train_dataloader()
+    with pytest.raises(BadDatasetError, match=rf"dataset 'ego': a complete pass over the 3 shard\(s\) in {out} "
                                               r"gave no readable record; last error: .*\.tar"):
         next(iter(loader))
 
 
+def test_unreadable_shard_records_are_counted(synth, tmp_path):
+    out = tmp_path / "shards"
+    _truncated_shards(synth, out, 1)
+    loader = _module([DatasetConfig(name="ego", weight=1.0, kind="human_video", shards=str(out))]).train_dataloader()
+    batches = list(itertools.islice(loader, 6))
+    skipped = int(sum(b.skipped.sum() for b in batches))
+    assert skipped > 0 and skipped == loader.dataset.skipped  # one per pass over the shards so far
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_few_bad_samples_are_skipped_and_counted_in_batches(synth, tmp_path, workers):
-    ego = human_entries(synth, tmp_path / "ego", entries=40, bad={5, 27})  # 5 % of the frames
-    datasets = [DatasetConfig(name="robot", weight=0.5, path=str(synth["robot"])),
-                DatasetConfig(name="ego", weight=0.5, kind="human_video", path=str(ego))]
+    train = split_episodes("ego", range(40), 0.1, "train")
+    ego = human_entries(synth, tmp_path / "ego", entries=40, bad={train[3], train[20]})  # ~5 % of the frames
+    datasets = [DatasetConfig(name="robot", weight=0.2, path=str(synth["robot"])),
+                DatasetConfig(name="ego", weight=0.8, kind="human_video", path=str(ego))]
     loader = _module(datasets, num_workers=workers).train_dataloader()
-    batches = list(itertools.islice(loader, 60))  # ≥ 200 attempts per dataset: the fraction rule applies
+    batches = list(itertools.islice(loader, 64))  # ~200 draws of ego: past min_attempts, under max_fraction
     skipped = torch.stack([b.skipped for b in batches]).sum(0)
     for b in batches:
         b.validate(3, OPTS.chunk_size, OPTS.max_dim)

@@ -138,3 +138,11 @@ def test_tiny_config_trains_from_the_synthetic_world(tmp_path, monkeypatch):
     loss = joint_loss(model(batch), 0.01)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_state_wider_than_the_model_fails_at_inspect_naming_dataset_and_key(synth):
+    """A 14-dim state against an 8-dim model: refused before any worker starts, naming the key."""
+    dm = A1DataModule([DatasetConfig(name="robot", weight=1.0, path=str(synth["robot"]))],
+                      DataOptions(chunk_size=16, image_size=32, max_text_tokens=24, max_dim=8), num_workers=0)
+    with pytest.raises(ValueError, match=r"dataset 'robot' .*observation.state has 14 dims, more than the model's 8"):
+        dm.inspect()

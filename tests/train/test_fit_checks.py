@@ -135,3 +135,26 @@ def test_outputs_in_one_run_folder_and_no_silent_overwrite(capsys, tmp_path, mon
     err = _fails(capsys, *args)  # a fresh run into a used folder would overwrite it
     assert "--ckpt_path last" in err
     shutil.rmtree(run)
+
+
+def test_undecodable_video_stops_the_run_naming_the_file(tmp_path):
+    """A camera mp4 replaced by random bytes: the run ends with an error naming the dataset and the
+    file — not minutes of skip lines and zero steps."""
+    from a1.data.synthetic import generate
+
+    robot = generate(tmp_path / "data", episodes=4, human_clips=0, image_size=32, frames_per_episode=36)["robot"]
+    video = sorted((robot / "videos").rglob("*.mp4"))[0]
+    video.write_bytes(os.urandom(video.stat().st_size))
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(f"data:\n  datasets:\n    - {{name: broken, weight: 1.0, path: {robot}}}\n")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "a1.fit", "--config", TINY, "--config", str(overlay),
+                           f"--trainer.default_root_dir={tmp_path / 'run'}", "--data.num_workers=2",
+                           "--trainer.enable_model_summary=false"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, env={k: v for k, v in os.environ.items() if k not in CLUSTER_VARS})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert time.perf_counter() - start < 60
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "BadDatasetError" in last and "'broken'" in last and video.name in last, last
+    assert len(proc.stderr) < 100_000  # bounded logging
+    assert json.loads((tmp_path / "run" / "closing_report.json").read_text())["status"] == "failed"

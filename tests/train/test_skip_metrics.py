@@ -42,7 +42,8 @@ def datamodule(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("skips")
     synth = generate(tmp / "synth", episodes=6, human_clips=3, image_size=32, frames_per_episode=36)
     split = {part: split_episodes("ego", range(8), 0.5, part) for part in ("train", "val")}
-    ego = human_entries(synth, tmp / "ego", entries=8, bad={split["train"][0], split["val"][0]})  # 1 in 4 each
+    ego = human_entries(synth, tmp / "ego", entries=8, bad={*split["train"][:2], split["val"][0]})
+    # half the training clips and a quarter of the validation clips are bad
     datasets = [DatasetConfig(name="robot", weight=0.5, path=str(synth["robot"])),
                 DatasetConfig(name="ego", weight=0.5, kind="human_video", path=str(ego))]
     dm = _ValLimit(datasets, OPTS, batch_size=4, num_workers=2, val_fraction=0.5, val_samples=4)
