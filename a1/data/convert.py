@@ -45,8 +45,6 @@ from a1.data.sources import DatasetConfig, ViewError, open_source, suggest_camer
 from a1.data.stats import dataset_stats
 
 DEFAULT_VIEWS = ["head", "left_wrist", "right_wrist"]
-HUMAN_CAMERA = "clip"
-"""The ``cameras`` entry of the head view of human video (its clips)."""
 NO_CAMERA = ("none", "null")
 LAYOUT_KEYS = ("name", "kind", "views", "cameras", "state_key", "action_key", "episodes", "image_size",
                "episodes_per_shard")
@@ -116,16 +114,12 @@ def _open(cfg: DatasetConfig, views: list[str]):
     """(source, view -> camera key or None, record views, (state_dim, action_dim) or (None, None))."""
     source = open_source(cfg, views)
     if cfg.kind == "lerobot":
-        cameras = {v: source.cameras.get(v) for v in views}
         try:
             source.reader.validate(cfg.state_key, cfg.action_key)
         except DatasetError as err:
             raise ConvertError(f"dataset {cfg.name!r}: {err}; refusing to convert it") from err
-        dims = source.dims()
-    else:
-        cameras = {v: (HUMAN_CAMERA if v == "head" else None) for v in views}
-        dims = (None, None)
-    return source, cameras, [v for v in views if cameras[v] is not None], dims
+    cameras = source.cameras
+    return source, cameras, [v for v in views if cameras[v] is not None], source.dims()
 
 
 def _stats(cfg: DatasetConfig) -> tuple[dict, str | None]:

@@ -145,9 +145,8 @@ class A1DataModule(L.LightningDataModule):
             source = open_source(cfg, views)
             train, val = (split_episodes(cfg.name, source.episodes, self.val_fraction, s) for s in ("train", "val"))
             frames = [sum(source.episodes[i].length for i in part) for part in (train, val)]
-            cameras = source.cameras if cfg.kind == "lerobot" else {v: ("clip" if v == "head" else None) for v in views}
-            dims = source.dims() if cfg.kind == "lerobot" else (None, None)
-            info = DatasetInfo(cfg, f"path {cfg.path}", cameras, len(train), len(val), frames[0], frames[1], *dims)
+            info = DatasetInfo(cfg, f"path {cfg.path}", source.cameras, len(train), len(val), frames[0], frames[1],
+                               *source.dims())
             if cfg.kind == "lerobot":
                 source.reader.validate(cfg.state_key, cfg.action_key)
                 state, action, info.stats = dataset_stats(cfg)

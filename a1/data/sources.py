@@ -21,6 +21,8 @@ from a1.data.normalize import Mode
 from a1.data.video import decode_frames, video_info
 
 CAMERA_PREFIX = "observation.images."
+HUMAN_CAMERA = "clip"
+"""What the head view of human video reads (its clips), in ``cameras`` maps and manifests."""
 
 
 @dataclass
@@ -223,8 +225,13 @@ class HumanVideoSource:
             raise ViewError(f"dataset {cfg.name!r} ({cfg.path}): human video has one egocentric camera (the "
                             f"'head' view); remove its 'cameras' mapping")
         self.cfg = cfg
+        self.cameras = {v: (HUMAN_CAMERA if v == "head" else None) for v in views}
         self.episodes = [self._clip(root, index, n, line) for n, line in enumerate(index.read_text().splitlines(), 1)
                          if line.strip()]
+
+    def dims(self) -> tuple[None, None]:
+        """Human video has no state or actions."""
+        return None, None
 
     @staticmethod
     def _clip(root: Path, index: Path, lineno: int, line: str) -> HumanClip:
