@@ -3,18 +3,11 @@
 ``python -m a1.export CKPT OUT [--ema/--no-ema]``
 
 CKPT is a Lightning ``.ckpt`` file or a Lightning DeepSpeed checkpoint folder (consolidated
-with ``convert_zero_checkpoint_to_fp32_state_dict`` first). OUT/ receives:
-
-- ``model.safetensors``: the policy's ``state_dict`` (float32, contiguous; tensors that share
-  storage, like tied embeddings, are written as separate copies so a strict load needs nothing else);
-  its metadata ``a1_policy_config`` holds the exact policy config (JSON), so `load_policy` can
-  refuse a ``config.json`` edited afterwards
-- ``config.json``: ``{"policy": <PolicyConfig as plain data>, "a1": {version, source, global_step, ema}}``
-- ``normalization.json``: per dataset ``{"mode", "state", "action"}`` statistics (``{}`` if none),
-  checked first (finite, with spread: `a1.data.normalize.FeatureStats`), so an unusable
-  statistic fails the export naming the checkpoint, dataset and feature
-- ``tokenizer/``: the understanding expert's tokenizer (``save_pretrained``)
-- ``README.md``: what is inside and how to load it (:func:`a1.policy_io.load_policy`)
+with ``convert_zero_checkpoint_to_fp32_state_dict`` first). OUT/ receives the policy folder whose
+layout `a1.policy_folder` documents (weights, config with the processor settings, normalisation,
+tokenizer, README). The statistics are checked first (finite, with spread:
+`a1.data.normalize.FeatureStats`), so an unusable statistic fails the export naming the checkpoint,
+dataset and feature.
 
 Security: reading CKPT uses ``torch.load(weights_only=False)`` because Lightning checkpoints
 hold pickled hyper-parameters — export trusts the checkpoint it is given. Nothing it writes
@@ -34,13 +27,12 @@ from typing import Any
 import torch
 
 import a1
+from a1.policy_folder import check_normalization, check_processor, write_policy_folder
 
 POLICY_PREFIX = "policy."
-POLICY_CONFIG_KEY = "a1_policy_config"
-"""Safetensors metadata key holding the exported policy config (JSON)."""
 EMA_PREFIX = "ema.module."
-WEIGHTS, CONFIG, NORMALIZATION, TOKENIZER, README = (
-    "model.safetensors", "config.json", "normalization.json", "tokenizer", "README.md")
+PROCESSOR_KEY = "a1_processor"
+"""Checkpoint key of the data settings raw observations go through (`a1.deploy.processor.ProcessorSettings`)."""
 
 
 class ExportError(ValueError):
@@ -128,8 +120,6 @@ def policy_state_dict(
 
 def export(ckpt_path: str | Path, out: str | Path, ema: bool | None = None) -> Path:
     """Write the policy folder ``out`` from a checkpoint; returns ``out``."""
-    from safetensors.torch import save_file
-
     from a1.config import from_dict
     from a1.model.config import PolicyConfig
     from a1.model.prompt import load_tokenizer
@@ -142,73 +132,18 @@ def export(ckpt_path: str | Path, out: str | Path, ema: bool | None = None) -> P
     except ValueError as err:
         raise ExportError(f"{ckpt_path}: invalid policy config: {err}") from err
     weights, used_ema = policy_state_dict(ckpt, ckpt_path, ema)
-    normalization = check_normalization(ckpt.get("a1_normalization") or {}, f"{ckpt_path}: a1_normalization")
-
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(out / WEIGHTS), metadata={"format": "pt", "a1_version": a1.__version__,
-                                                     POLICY_CONFIG_KEY: json.dumps(cfg_dict, sort_keys=True)})
+    normalization = check_normalization(ckpt.get("a1_normalization") or {}, f"{ckpt_path}: a1_normalization",
+                                        ExportError)
+    processor = ckpt.get(PROCESSOR_KEY)
+    check_processor(processor, f"{ckpt_path}: {PROCESSOR_KEY}", ExportError)
     meta = {
         "version": a1.__version__,
         "source": ckpt_path.name,
         "global_step": int(ckpt.get("global_step", 0)),
         "ema": used_ema,
     }
-    (out / CONFIG).write_text(json.dumps({"policy": cfg_dict, "a1": meta}, indent=2) + "\n")
-    (out / NORMALIZATION).write_text(json.dumps(normalization, indent=2) + "\n")
-    load_tokenizer(cfg.understanding.pretrained).save_pretrained(str(out / TOKENIZER))
-    if ckpt.get("a1_backbone_config"):  # architecture of the understanding backbone (no weights)
-        (out / TOKENIZER / "config.json").write_text(json.dumps(ckpt["a1_backbone_config"], indent=2) + "\n")
-    (out / README).write_text(_readme(meta, cfg, normalization, len(weights)))
-    return out
-
-
-def check_normalization(normalization: Any, where: str) -> dict[str, dict[str, Any]]:
-    """Per-dataset ``{"mode", "state", "action"}`` entries, each statistic checked by
-    `FeatureStats` (None allowed); a problem raises `ExportError` naming ``where``, dataset and feature."""
-    from a1.data.normalize import MODES, FeatureStats
-
-    if not isinstance(normalization, dict):
-        raise ExportError(f"{where}: expected a mapping of dataset name to statistics, got "
-                          f"{type(normalization).__name__}")
-    for name, entry in normalization.items():
-        if not isinstance(entry, dict) or entry.get("mode") not in MODES:
-            raise ExportError(f"{where}: dataset {name!r}: expected {{'mode': one of {list(MODES)}, 'state', "
-                              f"'action'}}, got {entry!r}")
-        for feature in ("state", "action"):
-            if entry.get(feature) is not None:
-                try:
-                    FeatureStats.from_dict(entry[feature], f"{where}: dataset {name!r}: {feature}")
-                except (KeyError, ValueError) as err:
-                    raise ExportError(str(err.args[0])) from err
-    return normalization
-
-
-def _readme(meta: dict, cfg, normalization: dict, num_tensors: int) -> str:
-    datasets = ", ".join(f"`{d}` ({n.get('mode')})" for d, n in normalization.items()) or "none"
-    return f"""# a1 exported policy
-
-Exported by a1 {meta['version']} from `{meta['source']}` at global step {meta['global_step']}
-({'EMA' if meta['ema'] else 'raw'} weights).
-
-| file | content |
-|---|---|
-| `{WEIGHTS}` | policy weights, float32 ({num_tensors} tensors) |
-| `{CONFIG}` | `policy`: the model config (a1 `PolicyConfig`); `a1`: export metadata |
-| `{NORMALIZATION}` | per-dataset state/action statistics and mode: {datasets} |
-| `{TOKENIZER}/` | the understanding expert's tokenizer |
-
-Understanding backbone: `{cfg.understanding.family}`; views {cfg.views}; action chunk
-{cfg.action.chunk_size} × {cfg.action.max_dim} dims, {cfg.action.num_steps} Euler steps.
-
-Load it (no pickle: safetensors, JSON and tokenizer files only):
-
-```python
-from a1.policy_io import load_policy
-p = load_policy("path/to/this/folder", device="cpu")
-actions = p.policy.sample_actions(observation)          # (B, k, D), normalised
-robot = p.unnormalize_actions(actions, dataset="<name>", dims=<real dims>)
-```
-"""
+    return write_policy_folder(out, weights, cfg_dict, normalization, processor, meta,
+                               load_tokenizer(cfg.understanding.pretrained), ckpt.get("a1_backbone_config"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,15 +34,20 @@ class Collator:
         self.norms = norms
 
     def _vectors(self, s: Sample) -> tuple[np.ndarray, ...]:
-        """Normalised, padded (state, state_mask, actions, action_dim_mask) of one sample."""
+        """Normalised, padded (state, state_mask, actions, action_dim_mask) of one sample; absent
+        vectors (human video has neither; a deployed observation has no actions) are zeros, masked."""
         D, k = self.max_dim, self.chunk_size
-        if not s.has_action:
-            return np.zeros(D, np.float32), np.zeros(D, bool), np.zeros((k, D), np.float32), np.zeros(D, bool)
+        state, state_mask = np.zeros(D, np.float32), np.zeros(D, bool)
+        actions, action_mask = np.zeros((k, D), np.float32), np.zeros(D, bool)
+        if s.state is None and s.actions is None:
+            return state, state_mask, actions, action_mask
         norm = self.norms[s.dataset_id]
-        if s.actions.shape[0] != k:
-            raise ValueError(f"{s.source}: {s.actions.shape[0]} actions, the model predicts {k}")
-        state, state_mask = pad(normalize(s.state, norm.state, norm.mode), D)
-        actions, action_mask = pad(normalize(s.actions, norm.action, norm.mode), D)
+        if s.state is not None:
+            state, state_mask = pad(normalize(s.state, norm.state, norm.mode), D)
+        if s.actions is not None:
+            if s.actions.shape[0] != k:
+                raise ValueError(f"{s.source}: {s.actions.shape[0]} actions, the model predicts {k}")
+            actions, action_mask = pad(normalize(s.actions, norm.action, norm.mode), D)
         return state, state_mask, actions, action_mask
 
     def __call__(self, samples: list[Sample]) -> Batch:

@@ -138,8 +138,10 @@ def _affine(stats: FeatureStats, mode: str) -> tuple[np.ndarray, np.ndarray] | N
     return centre, np.where(spread <= ZERO_SPREAD, 1.0, scale)
 
 
-def normalize(x: np.ndarray, stats: FeatureStats, mode: Mode) -> np.ndarray:
-    """(…, dims) raw values → normalised float32."""
+def normalize(x: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
+    """(…, dims) raw values → normalised float32 (``stats`` may be None only for mode ``none``)."""
+    if mode == "none" and stats is None:
+        return np.asarray(x, dtype=np.float32)
     _check_dims(x, stats)
     x = np.asarray(x, dtype=np.float64)
     affine = _affine(stats, mode)
@@ -147,8 +149,10 @@ def normalize(x: np.ndarray, stats: FeatureStats, mode: Mode) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def unnormalize(y: np.ndarray, stats: FeatureStats, mode: Mode) -> np.ndarray:
+def unnormalize(y: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
     """Inverse of :func:`normalize`."""
+    if mode == "none" and stats is None:
+        return np.asarray(y, dtype=np.float32)
     _check_dims(y, stats)
     y = np.asarray(y, dtype=np.float64)
     affine = _affine(stats, mode)
@@ -168,6 +172,8 @@ def pad(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
-def _check_dims(x: np.ndarray, stats: FeatureStats) -> None:
+def _check_dims(x: np.ndarray, stats: FeatureStats | None) -> None:
+    if stats is None:
+        raise ValueError("no statistics to normalise with (only mode 'none' works without them)")
     if np.shape(x)[-1] != stats.dims:
-        raise ValueError(f"value has {np.shape(x)[-1]} dims, statistics have {stats.dims}")
+        raise ValueError(f"value has {np.shape(x)[-1]} dims, {stats.where} has {stats.dims}")

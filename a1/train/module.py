@@ -253,6 +253,8 @@ class A1Module(L.LightningModule):
                 }
                 for d, norm in dm.norms.items()
             }
+        if dm is not None and getattr(dm, "opts", None) is not None:  # what a raw observation goes through
+            checkpoint["a1_processor"] = {"image_size": dm.opts.image_size, "history": dm.opts.history}
         checkpoint["a1_policy_config"] = asdict(self.policy.cfg)
         checkpoint["a1_skipped"] = dict(self._skipped)
         # the understanding backbone's transformers config: exports of runs that started from a

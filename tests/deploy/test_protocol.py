@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from deploy.protocol import ProtocolError, packb, unpackb
+from a1.deploy.protocol import ProtocolError, packb, unpackb
 
 
 def test_round_trip_of_an_observation():
