@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -79,3 +82,33 @@ class BatchList(Dataset):
 
     def __getitem__(self, i: int) -> Batch:
         return self.batches[i]
+
+
+def random_stats(dims: int, seed: int = 0) -> dict[str, list[float]]:
+    """Plausible joint statistics (mean, std, q01, q99) of ``dims`` dims, as in a ``stats.json``."""
+    rng = np.random.default_rng(seed)
+    mean, std = rng.uniform(-0.5, 0.5, dims), rng.uniform(0.1, 0.6, dims)
+    return {"mean": mean.tolist(), "std": std.tolist(), "q01": (mean - 2.3 * std).tolist(),
+            "q99": (mean + 2.3 * std).tolist()}
+
+
+def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yaml", dims: int = 14,
+                         name: str = "sim_aloha", image_size: int = 64, history: int = 15, seed: int = 0) -> Path:
+    """Write a policy folder of a random-weight model (a config's real architecture) with one
+    ``mean_std`` normalisation ``name`` of ``dims`` dims: the deploy path end to end without a
+    training run (tests, benchmarks, demos). Its actions are meaningless."""
+    from dataclasses import asdict
+
+    from a1.config import policy_config
+    from a1.model.policy import InternVLAA1
+    from a1.policy_folder import write_policy_folder
+
+    torch.manual_seed(seed)
+    cfg = policy_config(config)
+    model = InternVLAA1(cfg)
+    weights = {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
+    stats = random_stats(dims, seed)
+    normalization = {name: {"mode": "mean_std", "state": stats, "action": stats}}
+    meta = {"version": "random", "source": f"random init of {config}", "global_step": 0, "ema": False}
+    return write_policy_folder(Path(out), weights, asdict(cfg), normalization,
+                               {"image_size": image_size, "history": history}, meta, model.understanding.tokenizer)

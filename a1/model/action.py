@@ -30,12 +30,18 @@ class ActionHead(nn.Module):
 
     def embed(self, state: Tensor, noisy_actions: Tensor, tau: Tensor) -> Tensor:
         """(B, D) state, (B, k, D) a^τ, (B,) τ → (B, 1 + k, hidden) suffix stream."""
-        s = self.state_proj(state.to(self.state_proj.weight.dtype))[:, None]  # (B, 1, H)
+        return torch.cat([self.state_token(state), self.action_tokens(noisy_actions, tau)], dim=1)
+
+    def state_token(self, state: Tensor) -> Tensor:
+        """(B, D) state → (B, 1, hidden) state token (the same for every denoising step)."""
+        return self.state_proj(state.to(self.state_proj.weight.dtype))[:, None]
+
+    def action_tokens(self, noisy_actions: Tensor, tau: Tensor) -> Tensor:
+        """(B, k, D) a^τ and (B,) τ → (B, k, hidden) action tokens."""
         a = self.action_in(noisy_actions.to(self.action_in.weight.dtype))  # (B, k, H)
         lo, hi = self.cfg.time_embedding_periods
         t = time_embedding(tau, a.shape[-1], lo, hi).to(a.dtype)[:, None].expand_as(a)
-        a = self.time_mlp_out(F.silu(self.time_mlp_in(torch.cat([a, t], dim=-1))))
-        return torch.cat([s, a], dim=1)
+        return self.time_mlp_out(F.silu(self.time_mlp_in(torch.cat([a, t], dim=-1))))
 
     def velocity(self, out: Tensor) -> Tensor:
         """(B, 1 + k, hidden) expert outputs → (B, k, D) velocity (the state token is dropped)."""

@@ -49,12 +49,18 @@ def euler(velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor, num_steps
 
     ``velocity(a_tau, tau)`` gets the current (B, k, D) chunk and (B,) times.
     """
+    return euler_steps(lambda a, tau, dt: a + dt * velocity(a, tau), noise, num_steps)
+
+
+def euler_steps(step: Callable[[Tensor, Tensor, Tensor], Tensor], noise: Tensor, num_steps: int) -> Tensor:
+    """Like :func:`euler`, but ``step(a_tau, tau, dt)`` returns the next chunk a_τ + dt·v itself
+    (how the compiled inference step is called: τ and dt are tensors, so one graph serves every step)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be ≥ 1, got {num_steps}")
-    a, dt = noise, 1.0 / num_steps
-    for step in range(num_steps):
-        tau = torch.full((a.shape[0],), step * dt, device=a.device, dtype=torch.float32)
-        a = a + dt * velocity(a, tau)
+    a, dt = noise, torch.tensor(1.0 / num_steps, device=noise.device, dtype=torch.float32)
+    for i in range(num_steps):
+        tau = torch.full((a.shape[0],), i / num_steps, device=a.device, dtype=torch.float32)
+        a = step(a, tau, dt)
     return a
 
 

@@ -69,6 +69,28 @@ class Prefix:
     """(B, V, T) input frames that exist."""
 
 
+@dataclass
+class ActionContext:
+    """What every denoising step of one observation reuses (from `InternVLAA1.prepare`)."""
+
+    cache: list[KV]
+    """Per layer, the prefix's keys and values (B, H_kv, Lp, head_dim), read only."""
+    mask: Tensor
+    """(B, 1 + k, Lp + 1 + k) bool: the state and action rows of the attention mask."""
+    cos: Tensor
+    """(B, 1 + k, head_dim) rotary cosines of the suffix positions."""
+    sin: Tensor
+    """(B, 1 + k, head_dim) rotary sines."""
+    state: Tensor
+    """(B, 1, hidden) the state token."""
+    latent: Tensor | None = None
+    """(B, V, 16, h, w) predicted latent of frame t+m, when foresight was asked for."""
+
+    def step_inputs(self) -> tuple:
+        """The arguments of `InternVLAA1.denoise_step` after (a_tau, tau, dt)."""
+        return self.mask, self.cos, self.sin, self.state, self.cache
+
+
 class InternVLAA1(nn.Module):
     """The InternVLA-A1 policy (core ``nn.Module``, no Lightning)."""
 
@@ -199,6 +221,42 @@ class InternVLAA1(nn.Module):
 
     # --- inference --------------------------------------------------------------------------
     @torch.no_grad()
+    def prepare(self, obs: Observation, foresight: bool = False) -> ActionContext:
+        """Run understanding + generation once for an observation: everything each denoising
+        step reuses (the read-only prefix cache, the suffix's mask, positions and state token)."""
+        k = self.cfg.action.chunk_size
+        prefix = self.prefix(obs)
+        full_mask = self._mask(prefix, True)
+        Lp = prefix.valid.shape[1]
+        cache, outs = self._run_prefix(prefix, full_mask[:, :Lp, :Lp])
+        state = self.action_head.state_token(obs.state)
+        cos, sin = self._rope(state, self._positions(prefix.next_position, 1 + k))
+        latent = None
+        if foresight:
+            if self.foresight is None:
+                raise ValueError("foresight=True needs the generation expert (generation.enabled: true)")
+            latent = self.foresight.predict(outs[1], prefix.frame_mask)
+        return ActionContext(cache, full_mask[:, Lp:], cos, sin, state, latent)
+
+    def denoise_step(self, a_tau: Tensor, tau: Tensor, dt: Tensor, mask: Tensor, cos: Tensor, sin: Tensor,
+                     state: Tensor, cache: list[KV]) -> Tensor:
+        """One Euler step of the action expert against the read-only prefix cache (the hot path,
+        plain tensors in and out so that ``torch.compile`` can take it whole).
+
+        Args:
+            a_tau: (B, k, D) current chunk; tau: (B,) its flow time; dt: () step size.
+            mask: (B, 1 + k, Lp + 1 + k) the suffix rows of the attention mask.
+            cos, sin: (B, 1 + k, head_dim) rotary tables of the suffix positions.
+            state: (B, 1, hidden) the state token; cache: per layer, the prefix keys/values.
+        Returns:
+            (B, k, D) float32 chunk at τ + dt.
+        """
+        suffix = torch.cat([state, self.action_head.action_tokens(a_tau, tau)], dim=1)
+        streams = [None] * (len(self.mot.experts) - 1) + [suffix]
+        outs, _ = self.mot(streams, mask, (cos, sin), past=cache)
+        return a_tau + dt * self.action_head.velocity(outs[-1])
+
+    @torch.no_grad()
     def sample_actions(
         self,
         obs: Observation,
@@ -209,40 +267,39 @@ class InternVLAA1(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Sample a (B, k, D) action chunk by Euler integration from noise (τ: 0 → 1).
 
-        With ``use_cache`` (default) the prefix runs once and only the action expert runs per
-        step; without it every step recomputes the full sequence (reference path). With
-        ``foresight`` also return the predicted t+m frames, (B, V, 3, H, W) uint8, decoded
-        by the Cosmos decoder (requires the generation expert).
+        With ``use_cache`` (default) the prefix runs once (`prepare`) and only the action expert
+        runs per step (`denoise_step`); without it every step recomputes the full sequence
+        (reference path). With ``foresight`` also return the predicted t+m frames, (B, V, 3, H, W)
+        uint8, decoded by the Cosmos decoder (requires the generation expert).
         """
         cfg = self.cfg.action
         B = obs.batch_size
         steps = cfg.num_steps if num_steps is None else num_steps
         if noise is None:
             noise = torch.randn(B, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
+        if use_cache:
+            ctx = self.prepare(obs, foresight)
+            actions = flow.euler_steps(lambda a, tau, dt: self.denoise_step(a, tau, dt, *ctx.step_inputs()),
+                                       noise.float(), steps)
+            return (actions, self.foresight.decode(ctx.latent)) if foresight else actions
+        actions = flow.euler(self._full_velocity(obs), noise.float(), steps)
+        if not foresight:
+            return actions
+        return actions, self.foresight.decode(self.prepare(obs, foresight=True).latent)
+
+    def _full_velocity(self, obs: Observation):
+        """The reference velocity field: every call runs the whole sequence (no cache)."""
         prefix = self.prefix(obs)
         full_mask = self._mask(prefix, True)
-        Lp = prefix.valid.shape[1]
-        suffix_pos = self._positions(prefix.next_position, 1 + cfg.chunk_size)
-        cache, prefix_outs = self._run_prefix(prefix, full_mask[:, :Lp, :Lp]) if use_cache or foresight else (None, None)
+        positions = torch.cat([prefix.positions, self._positions(prefix.next_position, 1 + self.cfg.action.chunk_size)], 2)
 
         def velocity(a_tau: Tensor, tau: Tensor) -> Tensor:
             suffix = self.action_head.embed(obs.state, a_tau, tau)
-            if use_cache:
-                streams = [None] * (len(prefix.streams) - 1) + [suffix]
-                outs, _ = self.mot(streams, full_mask[:, Lp:], self._rope(suffix, suffix_pos), past=cache)
-            else:
-                positions = torch.cat([prefix.positions, suffix_pos], 2)
-                outs, _ = self.mot(prefix.streams[:-1] + [suffix], full_mask, self._rope(suffix, positions),
-                                   deepstack=prefix.deepstack)
+            outs, _ = self.mot(prefix.streams[:-1] + [suffix], full_mask, self._rope(suffix, positions),
+                               deepstack=prefix.deepstack)
             return self.action_head.velocity(outs[-1])
 
-        actions = flow.euler(velocity, noise.float(), steps)
-        if not foresight:
-            return actions
-        if self.foresight is None:
-            raise ValueError("foresight=True needs the generation expert (generation.enabled: true)")
-        latent = self.foresight.predict(prefix_outs[1], prefix.frame_mask)
-        return actions, self.foresight.decode(latent)
+        return velocity
 
     def _run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
         """Run understanding + generation once; return per-layer keys/values and outputs."""

@@ -72,14 +72,14 @@ def make_robot(config: RobotConfig, **kwargs: Any) -> Robot:
     Hardware adapters import their vendor SDK here; a missing SDK is a `MissingSDKError` naming
     the package to install and the robot's YAML.
     """
-    from a1.deploy.robots import hardware, sim  # noqa: PLC0415 - adapters import SDKs lazily
+    from a1.deploy.robots import aloha, hardware, sim  # noqa: PLC0415 - adapters import SDKs lazily
 
     classes: dict[str, type[Robot]] = {
         "sim": sim.SimRobot,
         "genie1": hardware.Genie1Robot,
         "arx_lift2": hardware.ArxLift2Robot,
         "arx_ac_one": hardware.ArxAcOneRobot,
-        "aloha": hardware.AlohaRobot,
+        "aloha": aloha.AlohaRobot,
     }
     if config.adapter not in classes:
         raise ValueError(f"robot {config.name!r}: unknown adapter {config.adapter!r}; known: {sorted(classes)}")

@@ -73,6 +73,8 @@ class RobotConfig:
     """Reset pose, one value per joint, inside the limits."""
     options: dict[str, Any] = field(default_factory=dict)
     """Adapter-specific settings: SDK interface names, CAN ports, ROS topics, camera devices…"""
+    source: str | None = field(default=None, init=False, repr=False, compare=False)
+    """The YAML file this config was read from (set by `load_robot_config`; messages name it)."""
 
     def __post_init__(self) -> None:
         _check(self)
@@ -96,9 +98,9 @@ def load_robot_config(name_or_path: str | Path, search: Path | None = None) -> R
     """
     path = _resolve(name_or_path, search)
     data = load_yaml(path)
-    names = {f.name for f in dataclasses.fields(RobotConfig)}
-    required = {f.name for f in dataclasses.fields(RobotConfig)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    fields = [f for f in dataclasses.fields(RobotConfig) if f.init]
+    names = {f.name for f in fields}
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
@@ -106,9 +108,11 @@ def load_robot_config(name_or_path: str | Path, search: Path | None = None) -> R
     if missing:
         raise ConfigError(f"{path}: missing key(s) {', '.join(missing)}")
     try:
-        return from_dict(RobotConfig, data, "robot")
+        cfg = from_dict(RobotConfig, data, "robot")
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+    cfg.source = str(path)
+    return cfg
 
 
 def available_robots(search: Path | None = None) -> list[str]:
