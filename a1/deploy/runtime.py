@@ -146,8 +146,7 @@ class PolicyRuntime:
     def _infer(self, obs, noise: torch.Tensor | None, foresight: bool) -> tuple[torch.Tensor, np.ndarray | None]:
         from a1.model import flow
 
-        obs = obs.to(self.device)
-        obs.state = obs.state.to(self.dtype) if self.dtype != torch.float32 else obs.state
+        obs = obs.to(self.device)  # the model casts inputs to its weights' dtype itself
         k, D = self.chunk_size, self.loaded.config.action.max_dim
         if noise is None:
             noise = torch.randn(1, k, D, device=self.device, generator=self._generator)
@@ -203,7 +202,7 @@ class Episode:
         self.queue.clear()
         self.t, self.last, self._planned_at = 0, None, -self.execute
 
-    def _observe(self, raw: Mapping) -> RawObservation:
+    def observe(self, raw: Mapping) -> RawObservation:
         """Check the observation, record frame t of each camera, and pair it with frame t−m."""
         obs = self.runtime.processor.parse(raw)
         for view, frames in obs.frames.items():
@@ -222,7 +221,7 @@ class Episode:
     def request(self, raw: Mapping) -> np.ndarray:
         """Server style: plan at the current step and return the (n, D) actions to execute; the
         episode then advances by n steps (the client executes them before its next request)."""
-        obs = self._observe(raw)
+        obs = self.observe(raw)
         self._plan(obs, self.t)
         actions = np.stack([self.queue.action(self.t + i) for i in range(self.execute)])
         self.t += self.execute
@@ -231,7 +230,7 @@ class Episode:
     def step(self, raw: Mapping) -> np.ndarray:
         """Control-loop style: record this tick's observation, plan when due, return the (D,)
         action for this step."""
-        obs = self._observe(raw)
+        obs = self.observe(raw)
         due = self.t - self._planned_at >= self.execute - (self.lead if self.asynchronous else 0)
         if due and self._pending is None:
             self._planned_at = self.t
