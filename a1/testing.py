@@ -92,23 +92,37 @@ def random_stats(dims: int, seed: int = 0) -> dict[str, list[float]]:
             "q99": (mean + 2.3 * std).tolist()}
 
 
-def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yaml", dims: int = 14,
-                         name: str = "sim_aloha", image_size: int = 64, history: int = 15, seed: int = 0) -> Path:
-    """Write a policy folder of a random-weight model (a config's real architecture) with one
-    ``mean_std`` normalisation ``name`` of ``dims`` dims: the deploy path end to end without a
-    training run (tests, benchmarks, demos). Its actions are meaningless."""
-    from dataclasses import asdict
-
+def random_policy(config: str | Path = "configs/tiny.yaml", dims: int = 14, name: str = "sim_aloha",
+                  image_size: int = 64, history: int = 15, seed: int = 0, device: str | torch.device = "cpu"):
+    """A `LoadedPolicy` of a random-weight model (a config's real architecture, built on ``device``) with one
+    ``mean_std`` normalisation ``name`` of ``dims`` dims: the deploy path end to end without a training
+    run or a file (tests, benchmarks, demos). Its actions are meaningless."""
     from a1.config import policy_config
+    from a1.data.collate import DatasetNorm
+    from a1.data.normalize import FeatureStats
+    from a1.deploy.processor import ProcessorSettings
     from a1.model.policy import InternVLAA1
-    from a1.policy_folder import write_policy_folder
+    from a1.policy_folder import LoadedPolicy
 
     torch.manual_seed(seed)
     cfg = policy_config(config)
-    model = InternVLAA1(cfg)
-    weights = {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
-    stats = random_stats(dims, seed)
-    normalization = {name: {"mode": "mean_std", "state": stats, "action": stats}}
+    with torch.device(device):
+        model = InternVLAA1(cfg).eval()
+    stats = FeatureStats.from_dict(random_stats(dims, seed), f"random statistics {name!r}")
     meta = {"version": "random", "source": f"random init of {config}", "global_step": 0, "ema": False}
-    return write_policy_folder(Path(out), weights, asdict(cfg), normalization,
-                               {"image_size": image_size, "history": history}, meta, model.understanding.tokenizer)
+    return LoadedPolicy(model, cfg, {name: DatasetNorm(stats, stats, "mean_std")}, model.understanding.tokenizer,
+                        meta, ProcessorSettings(image_size, history))
+
+
+def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yaml", **kwargs) -> Path:
+    """Write `random_policy` (same keyword arguments) as a policy folder."""
+    from dataclasses import asdict
+
+    from a1.policy_folder import write_policy_folder
+
+    p = random_policy(config, **kwargs)
+    weights = {k: v.detach().float().contiguous().clone() for k, v in p.policy.state_dict().items()}
+    normalization = {n: {"mode": d.mode, "state": d.state.to_dict(), "action": d.action.to_dict()}
+                     for n, d in p.normalization.items()}
+    return write_policy_folder(Path(out), weights, asdict(p.config), normalization, asdict(p.settings),
+                               p.metadata, p.tokenizer)

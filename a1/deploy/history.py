@@ -34,11 +34,13 @@ class FrameHistory:
         self.first = None
 
     def push(self, step: int, frame: np.ndarray) -> None:
-        """Record (3, H, W) ``frame`` at ``step`` (steps increase); drop frames too old to be needed."""
-        if self.frames and step <= next(reversed(self.frames)):
-            raise ValueError(f"frame history: step {step} is not after the last recorded step "
-                             f"{next(reversed(self.frames))} (call reset() for a new episode)")
-        if self.first is None:
+        """Record (3, H, W) ``frame`` at ``step``; steps increase, and the same step again replaces its
+        frame (a retried request). Frames too old to be needed are dropped."""
+        last = next(reversed(self.frames)) if self.frames else None
+        if last is not None and step < last:
+            raise ValueError(f"frame history: step {step} is before the last recorded step {last} "
+                             f"(call reset() for a new episode)")
+        if self.first is None or (step == last and len(self.frames) == 1):
             self.first = frame
         self.frames[step] = frame
         # keep the newest frame at or before step − m (still the nearest candidate) and all after it
@@ -46,16 +48,15 @@ class FrameHistory:
         for s in old[:-1]:
             del self.frames[s]
 
-    def pair(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """((2, 3, H, W) frames t−m and t, (2,) validity) for the frame recorded at ``step``."""
-        if step not in self.frames:
-            raise ValueError(f"frame history: no frame recorded at step {step}")
-        now, target = self.frames[step], step - self.m
-        if target < 0:
-            past, valid = self.first, False
+    def pair(self, step: int, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((2, 3, H, W) frames t−m and t, (2,) validity) for (3, H, W) frame ``now`` at ``step``,
+        from the frames recorded before it (nothing is recorded here: see `push`)."""
+        target = step - self.m
+        earlier = [s for s in self.frames if s < step]
+        if target < 0 or not earlier:
+            past, valid = (self.first if self.first is not None and earlier else now), False
         else:
-            nearest = min(self.frames, key=lambda s: (abs(s - target), s))
-            past, valid = self.frames[nearest], True
+            past, valid = self.frames[min(earlier, key=lambda s: (abs(s - target), s))], True
         if past.shape != now.shape:
             raise ObservationError(f"camera frame size changed within the episode: {past.shape} at t−m, "
                                    f"{now.shape} now (call reset() after changing cameras)")

@@ -203,14 +203,14 @@ class Episode:
         self.t, self.last, self._planned_at = 0, None, -self.execute
 
     def observe(self, raw: Mapping) -> RawObservation:
-        """Check the observation, record frame t of each camera, and pair it with frame t−m."""
+        """Check the observation, pair each camera's frame t with its frame t−m, then record frame t
+        (all or nothing: a refused observation records nothing, so the request can be retried)."""
         obs = self.runtime.processor.parse(raw)
-        for view, frames in obs.frames.items():
-            if obs.valid[view][0]:  # the caller passed t−m itself
-                continue
-            hist = self.history[view]
-            hist.push(self.t, frames[1])
-            obs.frames[view], obs.valid[view] = hist.pair(self.t)
+        paired = {view: self.history[view].pair(self.t, frames[1]) for view, frames in obs.frames.items()
+                  if not obs.valid[view][0]}  # a camera given with its t−m frame needs no history
+        for view, (frames, valid) in paired.items():
+            self.history[view].push(self.t, frames[1])
+            obs.frames[view], obs.valid[view] = frames, valid
         return obs
 
     def _plan(self, obs: RawObservation, at: int) -> None:

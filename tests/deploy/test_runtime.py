@@ -14,7 +14,7 @@ from a1.data.sources import DatasetConfig, open_source
 from a1.data.stats import dataset_stats
 from a1.deploy.chunks import ChunkQueue
 from a1.deploy.history import FrameHistory
-from a1.deploy.processor import Processor, ProcessorSettings
+from a1.deploy.processor import ObservationError, Processor, ProcessorSettings
 from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
 from a1.policy_folder import load_policy
 from a1.testing import random_policy_folder
@@ -58,15 +58,18 @@ def test_sparse_history_takes_the_nearest_recorded_frame():
     frames = {s: np.full((3, 4, 4), s, np.uint8) for s in (0, 10, 20, 30, 40)}
     seen = []
     for s, f in frames.items():
+        pair, valid = h.pair(s, f)
         h.push(s, f)
-        pair, valid = h.pair(s)
         seen.append((int(pair[0, 0, 0, 0]), valid.tolist()))
     # t−m = −15, −5 (first frame, masked); 5 (0 and 10 tie: the older); 15 (10/20 tie → 10); 25 → 20
     assert seen == [(0, [False, True]), (0, [False, True]), (0, [True, True]), (10, [True, True]),
                     (20, [True, True])]
     assert len(h.frames) <= 3  # old frames are dropped
-    with pytest.raises(ValueError, match="not after"):
-        h.push(40, frames[40])
+    h.push(40, frames[40])  # the same step again (a retried request) replaces its frame
+    with pytest.raises(ValueError, match="before the last recorded step"):
+        h.push(39, frames[40])
+    with pytest.raises(ObservationError, match="frame size changed"):
+        h.pair(50, np.zeros((3, 8, 8), np.uint8))
 
 
 def test_chunks_are_stitched_by_absolute_step():

@@ -72,7 +72,7 @@ def make_robot(config: RobotConfig, **kwargs: Any) -> Robot:
     Hardware adapters import their vendor SDK here; a missing SDK is a `MissingSDKError` naming
     the package to install and the robot's YAML.
     """
-    from a1.deploy.robots import aloha, hardware, sim  # noqa: PLC0415 - adapters import SDKs lazily
+    from a1.deploy.robots import aloha, hardware, sim  # here: adapters import their SDKs lazily
 
     classes: dict[str, type[Robot]] = {
         "sim": sim.SimRobot,

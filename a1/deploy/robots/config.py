@@ -73,8 +73,8 @@ class RobotConfig:
     """Reset pose, one value per joint, inside the limits."""
     options: dict[str, Any] = field(default_factory=dict)
     """Adapter-specific settings: SDK interface names, CAN ports, ROS topics, camera devices…"""
-    source: str | None = field(default=None, init=False, repr=False, compare=False)
-    """The YAML file this config was read from (set by `load_robot_config`; messages name it)."""
+    source: str | None = field(default=None, repr=False, compare=False, metadata={"yaml": False})
+    """The YAML file this config was read from (set by `load_robot_config`, not a YAML key; messages name it)."""
 
     def __post_init__(self) -> None:
         _check(self)
@@ -98,7 +98,7 @@ def load_robot_config(name_or_path: str | Path, search: Path | None = None) -> R
     """
     path = _resolve(name_or_path, search)
     data = load_yaml(path)
-    fields = [f for f in dataclasses.fields(RobotConfig) if f.init]
+    fields = [f for f in dataclasses.fields(RobotConfig) if f.metadata.get("yaml", True)]
     names = {f.name for f in fields}
     required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     unknown = sorted(set(data) - names)

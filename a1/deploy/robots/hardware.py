@@ -17,11 +17,12 @@ marked ``UNCONFIRMED`` where they are made.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import threading
 import time
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,14 +31,18 @@ from a1.deploy.robots.base import Robot
 from a1.deploy.robots.config import RobotConfig
 from a1.deploy.robots.safety import SafetyFilter
 
-__all__ = ["ArxAcOneRobot", "ArxLift2Robot", "Genie1Robot", "MissingSDKError", "OpenCVCameras", "glide", "import_sdk"]
+log = logging.getLogger(__name__)
+
+__all__ = ["ArxAcOneRobot", "ArxLift2Robot", "Genie1Robot", "MissingSDKError", "OpenCVCameras", "glide", "import_sdk",
+           "where"]
 
 
 class MissingSDKError(ImportError):
     """A robot's vendor SDK is not importable; the message names the module, the install and the YAML."""
 
 
-def _where(config: RobotConfig) -> str:
+def where(config: RobotConfig) -> str:
+    """The config's YAML file for messages (or its robot name when built in Python)."""
     return config.source or f"robot {config.name!r}"
 
 
@@ -49,14 +54,14 @@ def import_sdk(module: str, config: RobotConfig, install: str, path: str | None 
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingSDKError(
-            f"{_where(config)}: the {config.adapter!r} adapter needs the Python module {module!r}, which cannot "
+            f"{where(config)}: the {config.adapter!r} adapter needs the Python module {module!r}, which cannot "
             f"be imported ({err}). Install: {install}") from err
 
 
 def check_layout(config: RobotConfig, dims: int, grippers: list[int], layout: str) -> None:
     """The YAML must describe the dims the SDK drives."""
     if config.dims != dims or sorted(config.grippers) != grippers:
-        raise ConfigError(f"{_where(config)}: robot.joints/grippers: the {config.adapter!r} adapter drives {dims} dims "
+        raise ConfigError(f"{where(config)}: robot.joints/grippers: the {config.adapter!r} adapter drives {dims} dims "
                           f"({layout}; grippers at {grippers}); the config has {config.dims} joints, grippers "
                           f"{config.grippers}")
 
@@ -66,14 +71,14 @@ def check_options(config: RobotConfig, known: dict[str, str]) -> dict[str, Any]:
     unknown = sorted(set(config.options) - set(known))
     if unknown:
         listing = "; ".join(f"{k}: {v}" for k, v in known.items())
-        raise ConfigError(f"{_where(config)}: robot.options.{unknown[0]}: not an option of the "
+        raise ConfigError(f"{where(config)}: robot.options.{unknown[0]}: not an option of the "
                           f"{config.adapter!r} adapter (known — {listing})")
     return config.options
 
 
 def require_option(config: RobotConfig, key: str) -> Any:
     if key not in config.options:
-        raise ConfigError(f"{_where(config)}: robot.options.{key} is required by the {config.adapter!r} adapter")
+        raise ConfigError(f"{where(config)}: robot.options.{key} is required by the {config.adapter!r} adapter")
     return config.options[key]
 
 
@@ -101,7 +106,7 @@ class OpenCVCameras:
         self.cv2 = import_sdk("cv2", config, "pip install opencv-python")
         missing = sorted(set(config.cameras) - set(devices))
         if missing:
-            raise ConfigError(f"{_where(config)}: robot.options.camera_devices: no device for camera(s) {missing}")
+            raise ConfigError(f"{where(config)}: robot.options.camera_devices: no device for camera(s) {missing}")
         self.config, self.timeout_s = config, timeout_s
         self._frames: dict[str, np.ndarray | None] = dict.fromkeys(config.cameras)
         self._stop = threading.Event()
@@ -152,7 +157,7 @@ class Genie1Robot(Robot):
     command them, ``CosineCamera(names).get_latest_image(name)`` returns ``(image, timestamp_ns)``.
     """
 
-    OPTIONS = {"startup_s": "seconds to wait after connecting for the first DDS messages (default 1.0)"}
+    OPTIONS: ClassVar[dict[str, str]] = {"startup_s": "seconds to wait after connecting for the first DDS messages (default 1.0)"}
 
     def __init__(self, config: RobotConfig) -> None:
         super().__init__(config)
@@ -198,15 +203,15 @@ class Genie1Robot(Robot):
         for release in (self._camera.close, self._robot.shutdown):
             try:
                 release()
-            except Exception:  # noqa: BLE001 - closing must go on
-                pass
+            except Exception:  # closing must go on
+                log.exception("robot %r: %s failed", self.config.name, getattr(release, "__name__", release))
 
 
 # --- ARX ----------------------------------------------------------------------------------------------
 class _ArxBimanual(Robot):
     """Two ARX 6-DoF arms with grippers on two CAN buses, ALOHA layout; cameras through OpenCV."""
 
-    OPTIONS = {
+    OPTIONS: ClassVar[dict[str, str]] = {
         "left_can": "CAN interface of the left arm (e.g. can0)",
         "right_can": "CAN interface of the right arm (e.g. can1)",
         "camera_devices": "camera name → OpenCV device (path such as /dev/video0, or index)",
@@ -258,7 +263,7 @@ class ArxAcOneRobot(_ArxBimanual):
     ``set_joint_cmd(JointState(dof))``.
     """
 
-    OPTIONS = {**_ArxBimanual.OPTIONS, "model": "arx5-sdk robot model of both arms: X5 (default) or L5"}
+    OPTIONS: ClassVar[dict[str, str]] = {**_ArxBimanual.OPTIONS, "model": "arx5-sdk robot model of both arms: X5 (default) or L5"}
 
     def _connect(self, can: str) -> Any:
         opts = self.config.options
@@ -288,9 +293,10 @@ class ArxLift2Robot(_ArxBimanual):
     ARX's ``SingleArm.set_joint_positions`` does), ``set_catch(gripper)``.
     """
 
-    OPTIONS = {**_ArxBimanual.OPTIONS,
-               "sdk_module": "ARX binding module: arx_r5_python (default) or arx_x5_python, per the arms fitted",
-               "arm_type": "second InterfacesPy argument (ARX examples use 0)"}
+    OPTIONS: ClassVar[dict[str, str]] = {
+        **_ArxBimanual.OPTIONS,
+        "sdk_module": "ARX binding module: arx_r5_python (default) or arx_x5_python, per the arms fitted",
+        "arm_type": "second InterfacesPy argument (ARX examples use 0)"}
     JOINT_MODE = 5
     """``set_arm_status`` code for joint-position control in ARX's SingleArm example."""
 
@@ -298,8 +304,8 @@ class ArxLift2Robot(_ArxBimanual):
         opts = self.config.options
         module = str(opts.get("sdk_module", "arx_r5_python"))
         sdk = import_sdk(module, self.config,
-                         f"ARX's Python SDK for the Lift-2 arms (github.com/ARXroboticsX: py/ folder of ARX_R5 or "
-                         f"ARX_X5, built with its setup.sh); or set robot.options.sdk_path", opts.get("sdk_path"))
+                         "ARX's Python SDK for the Lift-2 arms (github.com/ARXroboticsX: py/ folder of ARX_R5 or "
+                         "ARX_X5, built with its setup.sh); or set robot.options.sdk_path", opts.get("sdk_path"))
         return sdk.InterfacesPy(can, int(opts.get("arm_type", 0)))
 
     def _read(self, arm: Any) -> list[float]:

@@ -6,7 +6,7 @@ like this (one tick per ``1 / control_rate_hz`` seconds)::
     with SafeRobot(make_robot(cfg)) as safe:    # reads the state, arms Ctrl-C → emergency stop
         while safe.running:
             obs = safe.observe()
-            action = runtime.next_action(obs)    # may be late, or None when none is ready
+            action = get_action(obs)             # from the policy: may be late, or None if none is ready
             safe.act(action)                     # None → hold the last safe command
     print(safe.stats)                            # commands, clamped, holds, misses, stop reason
 
@@ -15,9 +15,9 @@ like this (one tick per ``1 / control_rate_hz`` seconds)::
 - `Watchdog` holds the last safe command when no fresh action arrived within ``watchdog_s`` and
   counts those ticks as misses. With ``keepalive=True`` a background thread also sends that hold
   when the loop itself stalls (e.g. blocked on a slow policy server) for longer than ``watchdog_s``.
-- Ctrl-C (SIGINT) inside the ``with`` block is an emergency stop: the robot is sent the last
-  safe command once more (it holds where it was going, grippers keep their grip), nothing is
-  commanded after that, ``robot.close()`` is called and the ``with`` block ends cleanly
+- Ctrl-C (SIGINT) inside the ``with`` block is an emergency stop: the robot is sent its last
+  (safe) command once more — it holds where it was going and grippers keep their grip, where
+  commanding the measured position would loosen a grasp — nothing is commanded after that, ``robot.close()`` is called and the ``with`` block ends cleanly
   (``safe.stop_reason == "Ctrl-C"``). Any other exception leaving the block stops the same way,
   then propagates.
 """
@@ -183,9 +183,11 @@ class SafeRobot:
         """Commands sent to the robot (fresh, held or kept alive)."""
         self.holds = 0
         """Of those, holds of the last safe command (``act(None)`` and keepalive)."""
+        self.last_sent: np.ndarray | None = None
+        """The last command the robot was sent (what a stop holds)."""
         self._lock = threading.RLock()
         self._started = self._stopping = self._closed = False
-        self._last_sent = -math.inf
+        self._sent_at = -math.inf
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._previous_handler: Any = None
@@ -235,6 +237,7 @@ class SafeRobot:
         state = self.robot.observe()["state"]
         cmd = self.filter.reset(state)
         self.watchdog.fresh(cmd)
+        self.last_sent = None  # e.g. after a reset: a stop must not send a pre-reset command
         self._started = True
         if self.keepalive and self._thread is None:
             self._thread = threading.Thread(target=self._keep_alive, name="a1-robot-keepalive", daemon=True)
@@ -242,7 +245,7 @@ class SafeRobot:
         return cmd
 
     def stop(self, reason: str = "stopped") -> None:
-        """Emergency stop: send the last safe command once more (hold), then nothing; close the robot.
+        """Emergency stop: send the last command once more (hold), then nothing; close the robot.
 
         Idempotent; never raises (failures are logged) so the robot is always closed."""
         if self._closed:
@@ -253,9 +256,9 @@ class SafeRobot:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         try:
-            if self._started and self.filter.last is not None:
+            if self.last_sent is not None:  # never commanded: nothing to hold
                 with self._lock:
-                    self.robot.act(self.filter.last.copy())
+                    self.robot.act(self.last_sent.copy())
                     self.commands += 1
                     self.holds += 1
         except Exception:  # the robot must still be closed
@@ -266,7 +269,8 @@ class SafeRobot:
                 self.robot.close()
             except Exception:
                 log.exception("robot %r: close() failed", self.config.name)
-        log.warning("robot %r stopped (%s): %s", self.config.name, self.stop_reason, self.stats)
+        level = logging.INFO if self.stop_reason == "finished" else logging.WARNING
+        log.log(level, "robot %r stopped (%s): %s", self.config.name, self.stop_reason, self.stats)
 
     def __enter__(self) -> SafeRobot:
         if threading.current_thread() is not threading.main_thread():
@@ -280,7 +284,7 @@ class SafeRobot:
             raise
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         self._stopping = True  # from here on Ctrl-C is ignored: the stop must finish
         if exc is None:
             reason = "finished"
@@ -311,7 +315,8 @@ class SafeRobot:
 
     def _send(self, cmd: np.ndarray) -> None:
         self.robot.act(cmd)
-        self._last_sent = self.clock()
+        self.last_sent = cmd
+        self._sent_at = self.clock()
         self.commands += 1
 
     def _keep_alive(self) -> None:
@@ -321,8 +326,8 @@ class SafeRobot:
             with self._lock:
                 if self._stopping:
                     return
-                if self.clock() - self._last_sent <= timeout:
-                    continue
+                if self.last_sent is None or self.clock() - self._sent_at <= timeout:
+                    continue  # nothing commanded yet (nothing to keep alive), or the loop is on time
                 try:
                     self._send(self.watchdog.command())
                     self.holds += 1

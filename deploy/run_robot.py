@@ -1,0 +1,159 @@
+"""Run a policy on a robot: the control loop at the robot's fixed rate, with a live status line.
+
+    python deploy/run_robot.py --robot sim_aloha --policy checkpoints/my_policy --prompt "fold the towel"
+    python deploy/run_robot.py --robot aloha --server ws://gpu-box:8000 --api-key KEY --prompt "..."
+
+Every tick (1 / control_rate_hz s): read the robot (`SafeRobot.observe`), get this step's action,
+send it through the safety layer (joint limits, largest change per step, watchdog hold, Ctrl-C →
+emergency stop: `a1.deploy.robots.safety`).
+
+- ``--policy FOLDER``: the policy runs here (`a1.deploy.runtime`), one `Episode.step` per tick:
+  history at the control rate, a new chunk every ``--execute`` steps, optional ``--ensemble`` and
+  ``--async`` (plan the next chunk while the current one executes).
+- ``--server URI``: the policy runs on a ``deploy/serve.py`` server; each request returns the
+  ``execute`` actions to run, one per tick; the robot holds its last safe command while a request
+  is in flight (a background keep-alive thread), and a late action counts as a watchdog miss.
+
+Run from the repository root. Stops after ``--steps`` ticks (0: until Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from a1.deploy.robots import EmergencyStop, SafeRobot, load_robot_config, make_robot, policy_images  # noqa: E402
+
+
+class LocalPolicy:
+    """The policy on this machine: one `Episode.step` per tick."""
+
+    def __init__(self, args, robot_cfg) -> None:
+        from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
+        from a1.deploy.server import absent_views
+        from a1.policy_folder import read_config
+
+        absent = absent_views(list(read_config(Path(args.policy))[1].views), robot_cfg.cameras)
+        options = RuntimeOptions(compile=args.compile, device=args.device)
+        self.runtime = PolicyRuntime.load(args.policy, args.normalization or robot_cfg.normalization, absent, options)
+        self.episode = self.runtime.episode(args.execute or robot_cfg.execute, args.ensemble, args.asynchronous)
+        self.prompt, self.cfg = args.prompt, robot_cfg
+
+    def action(self, obs: dict) -> np.ndarray:
+        raw = {"images": policy_images(obs, self.cfg), "state": obs["state"], "prompt": self.prompt}
+        return self.episode.step(raw)
+
+    def status(self) -> str:
+        ep = self.episode
+        start = ep.queue.chunks[-1][0] if ep.queue.chunks else 0
+        ms = ep.last.infer_ms if ep.last else float("nan")
+        return f"infer {ms:6.1f} ms | chunk@{start} step {ep.t - 1 - start:2d}/{ep.execute}"
+
+    def close(self) -> None:
+        self.episode.close()
+
+
+class RemotePolicy:
+    """The policy on a server: a request per ``execute`` actions."""
+
+    def __init__(self, args, robot_cfg) -> None:
+        from a1.deploy.client import PolicyClient
+
+        self.client = PolicyClient(args.server, args.api_key)
+        self.prompt, self.queue, self.requests, self.infer_ms, self.index = args.prompt, [], 0, float("nan"), 0
+        meta = self.client.metadata
+        if meta.get("action_dim") != robot_cfg.dims:
+            raise SystemExit(f"error: the server's policy gives {meta.get('action_dim')} dims, robot "
+                             f"{robot_cfg.name!r} has {robot_cfg.dims}")
+
+    def action(self, obs: dict) -> np.ndarray:
+        if self.index >= len(self.queue):
+            reply = self.client.infer({"images": obs["images"], "state": np.asarray(obs["state"], np.float32),
+                                       "prompt": self.prompt, **({"reset": True} if self.requests == 0 else {})})
+            self.queue, self.index = list(reply["actions"]), 0
+            self.infer_ms = float(reply.get("server_timing", {}).get("infer_ms", float("nan")))
+            self.requests += 1
+        self.index += 1
+        return self.queue[self.index - 1]
+
+    def status(self) -> str:
+        return f"server infer {self.infer_ms:6.1f} ms | request {self.requests} step {self.index}/{len(self.queue)}"
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def control_loop(safe: SafeRobot, policy, rate_hz: float, steps: int, quiet: bool) -> int:
+    """Run ticks at ``rate_hz`` until ``steps`` (0: forever) or a stop; returns the ticks run."""
+    period, tick, t_next, started = 1.0 / rate_hz, 0, time.monotonic(), time.monotonic()
+    last_print = 0.0
+    while safe.running and (steps == 0 or tick < steps):
+        obs = safe.observe()
+        t0 = time.monotonic()
+        safe.act(policy.action(obs))
+        latency = (time.monotonic() - t0) * 1e3
+        tick += 1
+        now = time.monotonic()
+        if not quiet and (now - last_print > 0.2 or tick == steps):
+            hz = tick / max(now - started, 1e-9)
+            s = safe.stats
+            print(f"\r{hz:5.1f} Hz | step {tick} | action {latency:6.1f} ms | {policy.status()} | "
+                  f"clamped {s['clamped']} holds {s['holds']} misses {s['misses']}   ", end="", flush=True)
+            last_print = now
+        t_next += period
+        time.sleep(max(0.0, t_next - time.monotonic()))
+        t_next = max(t_next, time.monotonic() - period)  # a late tick does not cause a burst
+    return tick
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python deploy/run_robot.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--robot", required=True, help="name in deploy/robots/ or a YAML path")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--policy", help="exported policy folder (run the policy here)")
+    src.add_argument("--server", help="ws://host:port of a deploy/serve.py policy server")
+    p.add_argument("--prompt", required=True, help="the instruction")
+    p.add_argument("--api-key", default=None, help="the server's API key")
+    p.add_argument("--normalization", default=None, help="the policy's statistics to use (default: the robot's)")
+    p.add_argument("--execute", type=int, default=None, help="actions executed per chunk (default: the robot's)")
+    p.add_argument("--ensemble", type=float, default=None, help="temporal-ensembling coefficient (local policy)")
+    p.add_argument("--async", dest="asynchronous", action="store_true", help="plan the next chunk while executing")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="eager PyTorch (local policy)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--steps", type=int, default=0, help="stop after this many ticks (0: until Ctrl-C)")
+    p.add_argument("--no-reset", dest="reset", action="store_false", help="do not move home first")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_robot_config(args.robot)
+        policy = LocalPolicy(args, cfg) if args.policy else RemotePolicy(args, cfg)
+        robot = make_robot(cfg)
+    except (ValueError, KeyError, OSError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ticks = 0
+    with SafeRobot(robot, keepalive=args.server is not None) as safe:
+        try:
+            if args.reset:
+                safe.reset()
+            ticks = control_loop(safe, policy, cfg.control_rate_hz, args.steps, args.quiet)
+        except EmergencyStop:
+            pass
+        finally:
+            policy.close()
+        if safe.running:
+            safe.stop("finished")
+    print(f"\n{cfg.name}: {ticks} steps; {safe.stats}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
