@@ -57,42 +57,48 @@ def row(name: str, p50: float, p99: float, base: float | None = None) -> str:
     return f"  {name:<34} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms  {1e3 / p50:7.1f} Hz{ratio}"
 
 
-def model_variants(policy, obs, steps: int, compiled_step, compiled_velocity) -> dict[str, Callable[[], object]]:
-    """The four inference variants of one observation with K = ``steps``."""
+def model_variants(policy, obs, steps: int, compiled_step, compiled_velocity,
+                   compiled_latents) -> dict[str, Callable[[], object]]:
+    """The four inference variants of one observation with K = ``steps`` (compiled: what
+    `PolicyRuntime` compiles, the denoising step and the Cosmos encoder)."""
     cfg = policy.cfg.action
     noise = torch.randn(1, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
 
-    def cached(step):
+    def cached(step, latents):
         def run():
-            ctx = policy.prepare(obs)
+            ctx = policy.prepare(obs, input_latents=latents(obs.images) if latents else None)
             inputs = ctx.step_inputs()
             return flow.euler_steps(lambda a, tau, dt: step(a, tau, dt, *inputs), noise, steps)
         return run
 
-    def uncached(wrap):
-        return lambda: flow.euler(wrap(policy._full_velocity(obs)), noise, steps)
+    def uncached(velocity, latents):
+        return lambda: flow.euler(policy._full_velocity(obs, latents(obs.images) if latents else None, velocity),
+                                  noise, steps)
 
-    return {"eager, uncached": uncached(lambda v: v), "eager, cached": cached(policy.denoise_step),
-            "compiled, uncached": uncached(compiled_velocity), "compiled, cached": cached(compiled_step)}
+    return {"eager, uncached": uncached(None, None), "eager, cached": cached(policy.denoise_step, None),
+            "compiled, uncached": uncached(compiled_velocity, compiled_latents),
+            "compiled, cached": cached(compiled_step, compiled_latents)}
 
 
 def bench_model(name: str, device: torch.device, dtype: torch.dtype, args) -> None:
     t0 = time.perf_counter()
     loaded = random_policy(CONFIGS[name], image_size=DATA_SIZE[name], device=device)
     policy = loaded.policy.to(dtype)
-    params = sum(p.numel() for p in policy.parameters()) / 1e9
-    print(f"\n{name}: {CONFIGS[name]}, {params:.2f}B parameters, {device} {str(dtype).removeprefix('torch.')} "
+    params = sum(p.numel() for p in policy.parameters())
+    size = f"{params / 1e9:.2f}B" if params >= 1e9 else f"{params / 1e6:.1f}M"
+    print(f"\n{name}: {CONFIGS[name]}, {size} parameters, {device} {str(dtype).removeprefix('torch.')} "
           f"(built in {time.perf_counter() - t0:.0f} s)")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     mode = "reduce-overhead" if device.type == "cuda" else "default"
     step = torch.compile(policy.denoise_step, mode=mode, dynamic=False)
-    velocity = lambda v: torch.compile(v, mode=mode, dynamic=False)  # noqa: E731 - one compile per request shape
+    velocity = torch.compile(policy.full_velocity, mode=mode, dynamic=False)
+    latents = torch.compile(policy.foresight.latents, mode=mode, dynamic=False) if policy.foresight else None
     obs = random_batch(loaded.config, 1, image_size=DATA_SIZE[name]).observation.to(device)
     with torch.inference_mode():
         for steps in args.steps:
             print(f" model, K = {steps}")
             base = None
-            for variant, fn in model_variants(policy, obs, steps, step, velocity).items():
+            for variant, fn in model_variants(policy, obs, steps, step, velocity, latents).items():
                 if variant == "compiled, uncached" and not args.compile_uncached:
                     continue
                 p50, p99 = timings(fn, args.repeats, sync)
@@ -106,6 +112,7 @@ def bench_model(name: str, device: torch.device, dtype: torch.dtype, args) -> No
 
 def end_to_end(loaded, args, sync) -> None:
     runtime = PolicyRuntime(loaded, loaded.processor(), RuntimeOptions(compile=True, warmup=2))
+    runtime.warmup()
     rng = np.random.default_rng(0)
     h, w = args.camera
     raw = runtime.processor.parse({"images": {v: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
+from a1.deploy.client import ServerError  # noqa: E402
 from a1.deploy.robots import EmergencyStop, SafeRobot, load_robot_config, make_robot, policy_images  # noqa: E402
 
 
@@ -91,25 +92,28 @@ class RemotePolicy:
 
 
 def control_loop(safe: SafeRobot, policy, rate_hz: float, steps: int, quiet: bool) -> int:
-    """Run ticks at ``rate_hz`` until ``steps`` (0: forever) or a stop; returns the ticks run."""
+    """Run ticks at ``rate_hz`` until ``steps`` (0: forever) or a stop (Ctrl-C); returns the ticks run."""
     period, tick, t_next, started = 1.0 / rate_hz, 0, time.monotonic(), time.monotonic()
     last_print = 0.0
-    while safe.running and (steps == 0 or tick < steps):
-        obs = safe.observe()
-        t0 = time.monotonic()
-        safe.act(policy.action(obs))
-        latency = (time.monotonic() - t0) * 1e3
-        tick += 1
-        now = time.monotonic()
-        if not quiet and (now - last_print > 0.2 or tick == steps):
-            hz = tick / max(now - started, 1e-9)
-            s = safe.stats
-            print(f"\r{hz:5.1f} Hz | step {tick} | action {latency:6.1f} ms | {policy.status()} | "
-                  f"clamped {s['clamped']} holds {s['holds']} misses {s['misses']}   ", end="", flush=True)
-            last_print = now
-        t_next += period
-        time.sleep(max(0.0, t_next - time.monotonic()))
-        t_next = max(t_next, time.monotonic() - period)  # a late tick does not cause a burst
+    try:
+        while safe.running and (steps == 0 or tick < steps):
+            obs = safe.observe()
+            t0 = time.monotonic()
+            safe.act(policy.action(obs))
+            latency = (time.monotonic() - t0) * 1e3
+            tick += 1
+            now = time.monotonic()
+            if not quiet and (now - last_print > 0.2 or tick == steps):
+                hz = tick / max(now - started, 1e-9)
+                s = safe.stats
+                print(f"\r{hz:5.1f} Hz | step {tick} | action {latency:6.1f} ms | {policy.status()} | "
+                      f"clamped {s['clamped']} holds {s['holds']} misses {s['misses']}   ", end="", flush=True)
+                last_print = now
+            t_next += period
+            time.sleep(max(0.0, t_next - time.monotonic()))
+            t_next = max(t_next, time.monotonic() - period)  # a late tick does not cause a burst
+    except EmergencyStop:  # Ctrl-C: SafeRobot stops the robot; the ticks run are still reported
+        pass
     return tick
 
 
@@ -136,21 +140,29 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_robot_config(args.robot)
         policy = LocalPolicy(args, cfg) if args.policy else RemotePolicy(args, cfg)
         robot = make_robot(cfg)
-    except (ValueError, KeyError, OSError, ImportError) as err:
+    except (ValueError, KeyError, OSError, ImportError, ServerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    ticks = 0
-    with SafeRobot(robot, keepalive=args.server is not None) as safe:
-        try:
-            if args.reset:
-                safe.reset()
-            ticks = control_loop(safe, policy, cfg.control_rate_hz, args.steps, args.quiet)
-        except EmergencyStop:
-            pass
-        finally:
-            policy.close()
-        if safe.running:
-            safe.stop("finished")
+    ticks, failure = 0, None
+    safe = SafeRobot(robot, keepalive=args.server is not None)
+    try:
+        with safe:
+            try:
+                if args.reset:
+                    safe.reset()
+                ticks = control_loop(safe, policy, cfg.control_rate_hz, args.steps, args.quiet)
+            except EmergencyStop:
+                pass
+            finally:
+                policy.close()
+            if safe.running:
+                safe.stop("finished")
+    except ServerError as err:  # the robot is stopped (SafeRobot.__exit__): one line, not a traceback
+        failure = err
+    if failure is not None:
+        print(f"\n{cfg.name}: stopped on a policy server error; {safe.stats}")
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     print(f"\n{cfg.name}: {ticks} steps; {safe.stats}")
     return 0
 

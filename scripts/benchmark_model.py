@@ -1,4 +1,5 @@
-"""Print CPU figures for the model (issue #2): training step time, sampling latency, sizes.
+"""Print CPU figures for the model (issue #2): training step time and sizes (inference latency:
+``python deploy/benchmark.py``).
 
     python scripts/benchmark_model.py [--config configs/tiny.yaml] [--batch 8] [--repeats 10]
 
@@ -36,7 +37,6 @@ def main() -> None:
     parser.add_argument("--config", default="configs/tiny.yaml")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=10, help="K Euler steps for sampling")
     args = parser.parse_args()
     torch.manual_seed(0)
     cfg = policy_config(args.config)
@@ -52,15 +52,6 @@ def main() -> None:
 
     ms = median_ms(train_step, args.repeats)
     print(f"forward+backward, batch {args.batch}: {ms:.1f} ms ({args.batch / ms * 1e3:.1f} samples/s)")
-
-    model.eval()
-    obs = random_batch(cfg, 1).observation
-    noise = torch.randn(1, cfg.action.chunk_size, cfg.action.max_dim)
-    cached = median_ms(lambda: model.sample_actions(obs, noise=noise, num_steps=args.steps), args.repeats)
-    full = median_ms(lambda: model.sample_actions(obs, noise=noise, num_steps=args.steps, use_cache=False),
-                     args.repeats)
-    print(f"sample_actions, batch 1, K={args.steps}: cached {cached:.1f} ms, uncached {full:.1f} ms "
-          f"(×{full / cached:.2f})")
 
     for name in ("configs/pretrain_3b.yaml", "configs/pretrain_2b.yaml"):
         s = summarize(policy_config(name))

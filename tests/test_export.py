@@ -138,6 +138,9 @@ def test_normalization_round_trips(exported):
     np.testing.assert_array_equal(loaded.normalization["robot_a"].action.mean, stats.mean)
     padded = np.zeros((16, 32), dtype=np.float32)
     padded[:, :DIMS] = normalize(raw, stats, "mean_std")
+    # two embodiments with action statistics: the robot must name one
+    with pytest.raises(ValueError, match=r"name the normalisation.*holds 2 with action statistics; known: robot_a, robot_b"):
+        loaded.default_normalization()
     # the fixture checkpoint was trained without a datamodule: no processor settings were exported
     with pytest.raises(ValueError, match="no 'processor' section"):
         loaded.processor("robot_a")

@@ -44,3 +44,15 @@ def test_ci_runs_the_readme_commands():
     install, test = setup
     assert install.split("pip install", 1)[1].strip() in ci
     assert test in ci
+
+
+def test_only_a1_is_installed_and_deploy_is_a_folder_of_scripts():
+    """No generic top-level ``deploy`` package lands in site-packages (name clash): importable deploy
+    code lives in ``a1.deploy``; ``deploy/`` holds scripts and robot YAMLs only."""
+    include = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include == ["a1*"]
+    assert not (ROOT / "deploy" / "__init__.py").exists()
+    scripts = {p.name for p in (ROOT / "deploy").glob("*.py")}
+    assert scripts == {"serve.py", "run_robot.py", "benchmark.py"}
+    assert {p.stem for p in (ROOT / "deploy" / "robots").glob("*.yaml")} >= {"genie1", "arx_lift2", "arx_ac_one",
+                                                                               "aloha", "sim_aloha"}

@@ -10,6 +10,7 @@ keys/values as a read-only cache, and runs only the action expert for the K Eule
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -221,11 +222,13 @@ class InternVLAA1(nn.Module):
 
     # --- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def prepare(self, obs: Observation, foresight: bool = False) -> ActionContext:
+    def prepare(self, obs: Observation, foresight: bool = False, input_latents: Tensor | None = None) -> ActionContext:
         """Run understanding + generation once for an observation: everything each denoising
-        step reuses (the read-only prefix cache, the suffix's mask, positions and state token)."""
+        step reuses (the read-only prefix cache, the suffix's mask, positions and state token).
+        ``input_latents``: (B, V, T, 16, h, w) Cosmos latents of the input frames when already
+        encoded (e.g. by a compiled encoder); None: encoded here."""
         k = self.cfg.action.chunk_size
-        prefix = self.prefix(obs)
+        prefix = self.prefix(obs, input_latents)
         full_mask = self._mask(prefix, True)
         Lp = prefix.valid.shape[1]
         cache, outs = self._run_prefix(prefix, full_mask[:, :Lp, :Lp])
@@ -287,19 +290,23 @@ class InternVLAA1(nn.Module):
             return actions
         return actions, self.foresight.decode(self.prepare(obs, foresight=True).latent)
 
-    def _full_velocity(self, obs: Observation):
-        """The reference velocity field: every call runs the whole sequence (no cache)."""
-        prefix = self.prefix(obs)
-        full_mask = self._mask(prefix, True)
-        positions = torch.cat([prefix.positions, self._positions(prefix.next_position, 1 + self.cfg.action.chunk_size)], 2)
+    def _full_velocity(self, obs: Observation, input_latents: Tensor | None = None, velocity=None):
+        """The reference velocity field v(a_τ, τ) of an observation: every call runs the whole
+        sequence (no cache). ``velocity``: the function to bind (default `full_velocity`; a
+        compiled copy of it in the benchmark)."""
+        prefix = self.prefix(obs, input_latents)
+        suffix_pos = self._positions(prefix.next_position, 1 + self.cfg.action.chunk_size)
+        return functools.partial(velocity or self.full_velocity, state=obs.state, streams=prefix.streams[:-1],
+                                 mask=self._mask(prefix, True), positions=torch.cat([prefix.positions, suffix_pos], 2),
+                                 deepstack=prefix.deepstack)
 
-        def velocity(a_tau: Tensor, tau: Tensor) -> Tensor:
-            suffix = self.action_head.embed(obs.state, a_tau, tau)
-            outs, _ = self.mot(prefix.streams[:-1] + [suffix], full_mask, self._rope(suffix, positions),
-                               deepstack=prefix.deepstack)
-            return self.action_head.velocity(outs[-1])
-
-        return velocity
+    def full_velocity(self, a_tau: Tensor, tau: Tensor, state: Tensor, streams: list[Tensor], mask: Tensor,
+                      positions: Tensor, deepstack: list[Tensor]) -> Tensor:
+        """(B, k, D) velocity at (a_τ, τ) from the whole sequence: prefix ``streams`` (per expert but the
+        action one), (B, L, L) ``mask``, (3, B, L) rotary ``positions`` and DeepStack additions."""
+        suffix = self.action_head.embed(state, a_tau, tau)
+        outs, _ = self.mot(list(streams) + [suffix], mask, self._rope(suffix, positions), deepstack=deepstack)
+        return self.action_head.velocity(outs[-1])
 
     def _run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
         """Run understanding + generation once; return per-layer keys/values and outputs."""
