@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from a1.deploy.client import ServerError  # noqa: E402
+from a1.deploy.client import ServerError
 from a1.deploy.robots import EmergencyStop, SafeRobot, load_robot_config, make_robot, policy_images  # noqa: E402
 
 
@@ -37,6 +37,8 @@ class LocalPolicy:
     """The policy on this machine: one `Episode.step` per tick."""
 
     def __init__(self, args, robot_cfg) -> None:
+        if not Path(args.policy).is_dir():  # before the (slow) imports
+            raise FileNotFoundError(f"policy folder not found: {args.policy}")
         from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
         from a1.deploy.server import absent_views
         from a1.policy_folder import read_config

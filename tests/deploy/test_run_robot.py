@@ -22,7 +22,7 @@ import pytest
 from a1.testing import random_policy_folder
 from tests.conftest import ROOT
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # processes run side by side
 PROMPT = "fold the towel"
 FINAL = re.compile(r"^sim_aloha: (\d+) steps; (\{.*\})$")
 
@@ -157,5 +157,5 @@ def test_bad_input_is_one_error_line(policy_folder, tmp_path, procs):
               run_robot(tmp_path, "uri", "--server", "http://127.0.0.1:1", "--steps", "1")]
     unknown, missing, uri = procs
     failed(unknown, 2, "unknown robot 'no_such_robot'")
-    failed(missing, 2, str(tmp_path / "missing"))
+    failed(missing, 2, f"policy folder not found: {tmp_path / 'missing'}")
     failed(uri, 2, "not a websocket address")
