@@ -155,7 +155,8 @@ class PolicyRuntime:
         if noise is None:
             noise = torch.randn(1, k, D, device=self.device, generator=self._generator)
         else:
-            noise = self.processor.check_noise(noise).to(self.device)
+            noise = self.processor.check_noise(noise).to(self.device).clone()  # an inference tensor, like
+            # the drawn noise: one compiled graph serves both (no recompilation)
         latents = self._latents(obs.images) if self._latents is not None else None
         ctx = self.policy.prepare(obs, foresight, latents)
         inputs = ctx.step_inputs()
