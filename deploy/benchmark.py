@@ -58,15 +58,15 @@ def row(name: str, p50: float, p99: float, base: float | None = None) -> str:
 
 
 def model_variants(policy, obs, steps: int, compiled_step, compiled_velocity,
-                   compiled_latents) -> dict[str, Callable[[], object]]:
+                   compiled_latents, compiled_prefix) -> dict[str, Callable[[], object]]:
     """The four inference variants of one observation with K = ``steps`` (compiled: what
-    `PolicyRuntime` compiles, the denoising step and the Cosmos encoder)."""
+    `PolicyRuntime` compiles — the denoising step, the prefix's MoT pass and the Cosmos encoder)."""
     cfg = policy.cfg.action
     noise = torch.randn(1, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
 
-    def cached(step, latents):
+    def cached(step, latents, run_prefix):
         def run():
-            ctx = policy.prepare(obs, input_latents=latents(obs.images) if latents else None)
+            ctx = policy.prepare(obs, input_latents=latents(obs.images) if latents else None, run_prefix=run_prefix)
             inputs = ctx.step_inputs()
             return flow.euler_steps(lambda a, tau, dt: step(a, tau, dt, *inputs), noise, steps)
         return run
@@ -75,9 +75,9 @@ def model_variants(policy, obs, steps: int, compiled_step, compiled_velocity,
         return lambda: flow.euler(policy._full_velocity(obs, latents(obs.images) if latents else None, velocity),
                                   noise, steps)
 
-    return {"eager, uncached": uncached(None, None), "eager, cached": cached(policy.denoise_step, None),
+    return {"eager, uncached": uncached(None, None), "eager, cached": cached(policy.denoise_step, None, None),
             "compiled, uncached": uncached(compiled_velocity, compiled_latents),
-            "compiled, cached": cached(compiled_step, compiled_latents)}
+            "compiled, cached": cached(compiled_step, compiled_latents, compiled_prefix)}
 
 
 def bench_model(name: str, device: torch.device, dtype: torch.dtype, args) -> None:
@@ -93,12 +93,13 @@ def bench_model(name: str, device: torch.device, dtype: torch.dtype, args) -> No
     step = torch.compile(policy.denoise_step, mode=mode, dynamic=False)
     velocity = torch.compile(policy.full_velocity, mode=mode, dynamic=False)
     latents = torch.compile(policy.foresight.latents, mode=mode, dynamic=False) if policy.foresight else None
+    run_prefix = torch.compile(policy.run_prefix, mode=mode, dynamic=False)
     obs = random_batch(loaded.config, 1, image_size=DATA_SIZE[name]).observation.to(device)
     with torch.inference_mode():
         for steps in args.steps:
             print(f" model, K = {steps}")
             base = None
-            for variant, fn in model_variants(policy, obs, steps, step, velocity, latents).items():
+            for variant, fn in model_variants(policy, obs, steps, step, velocity, latents, run_prefix).items():
                 if variant == "compiled, uncached" and not args.compile_uncached:
                     continue
                 p50, p99 = timings(fn, args.repeats, sync)

@@ -2,7 +2,8 @@
 
 ``PolicyRuntime`` loads an exported policy folder onto the device (bf16 on CUDA, fp32 on CPU),
 compiles the hot path with ``torch.compile`` — the action expert's denoising step against the
-read-only prefix cache (`InternVLAA1.denoise_step`), and the frozen Cosmos encoder of the prefix;
+read-only prefix cache (`InternVLAA1.denoise_step`), the prefix's pass through the MoT
+(`InternVLAA1.run_prefix`) and the frozen Cosmos encoder;
 ``reduce-overhead``, i.e. CUDA graphs, on CUDA — and warms it up so the first real request is not
 slow (on CPU compilation takes ~1 min for the tiny model; ``compile=False`` skips it). Per request the prefix
 (understanding + generation) runs once, then K compiled denoising steps. Requests are served one
@@ -96,9 +97,11 @@ class PolicyRuntime:
         self._generator = torch.Generator(self.device).manual_seed(options.seed)
         self._step = self.policy.denoise_step
         self._latents = self.policy.foresight.latents if self.policy.foresight is not None else None
+        self._prefix = self.policy.run_prefix
         if options.compile:
             mode = options.compile_mode or ("reduce-overhead" if self.device.type == "cuda" else "default")
             self._step = torch.compile(self.policy.denoise_step, mode=mode, dynamic=False, fullgraph=False)
+            self._prefix = torch.compile(self.policy.run_prefix, mode=mode, dynamic=False)
             if self.policy.foresight is not None:  # the frozen Cosmos encoder: a conv stack, ~2× faster compiled
                 self._latents = torch.compile(self.policy.foresight.latents, mode=mode, dynamic=False)
         self.warmup_ms: list[float] = []
@@ -157,12 +160,14 @@ class PolicyRuntime:
         else:
             noise = self.processor.check_noise(noise).to(self.device).clone()  # an inference tensor, like
             # the drawn noise: one compiled graph serves both (no recompilation)
+        if self.options.compile and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new request: earlier graph outputs may be reused
         latents = self._latents(obs.images) if self._latents is not None else None
-        ctx = self.policy.prepare(obs, foresight, latents)
+        ctx = self.policy.prepare(obs, foresight, latents, self._prefix)
         inputs = ctx.step_inputs()
         chunk = flow.euler_steps(lambda a, tau, dt: self._step(a, tau, dt, *inputs), noise.float(), self.num_steps)
         frames = self.policy.foresight.decode(ctx.latent)[0].cpu().numpy() if foresight else None
-        return chunk.float(), frames
+        return chunk.float().clone(), frames  # our own copy, not a CUDA-graph output buffer
 
     def episode(self, execute: int | None = None, ensemble: float | None = None, asynchronous: bool = False,
                 lead: int = 2, foresight: bool = False) -> Episode:

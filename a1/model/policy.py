@@ -222,16 +222,18 @@ class InternVLAA1(nn.Module):
 
     # --- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def prepare(self, obs: Observation, foresight: bool = False, input_latents: Tensor | None = None) -> ActionContext:
+    def prepare(self, obs: Observation, foresight: bool = False, input_latents: Tensor | None = None,
+                run_prefix=None) -> ActionContext:
         """Run understanding + generation once for an observation: everything each denoising
         step reuses (the read-only prefix cache, the suffix's mask, positions and state token).
         ``input_latents``: (B, V, T, 16, h, w) Cosmos latents of the input frames when already
-        encoded (e.g. by a compiled encoder); None: encoded here."""
+        encoded (e.g. by a compiled encoder); None: encoded here. ``run_prefix``: the function that
+        runs the prefix through the MoT (default `run_prefix`; the runtime passes a compiled copy)."""
         k = self.cfg.action.chunk_size
         prefix = self.prefix(obs, input_latents)
         full_mask = self._mask(prefix, True)
         Lp = prefix.valid.shape[1]
-        cache, outs = self._run_prefix(prefix, full_mask[:, :Lp, :Lp])
+        cache, outs = (run_prefix or self.run_prefix)(prefix, full_mask[:, :Lp, :Lp])
         state = self.action_head.state_token(obs.state)
         cos, sin = self._rope(state, self._positions(prefix.next_position, 1 + k))
         latent = None
@@ -308,8 +310,9 @@ class InternVLAA1(nn.Module):
         outs, _ = self.mot(list(streams) + [suffix], mask, self._rope(suffix, positions), deepstack=deepstack)
         return self.action_head.velocity(outs[-1])
 
-    def _run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
-        """Run understanding + generation once; return per-layer keys/values and outputs."""
+    def run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
+        """Run understanding + generation once under the (B, Lp, Lp) prefix ``mask``; return the
+        per-layer keys/values and the experts' outputs."""
         like = prefix.streams[0]
         outs, kv = self.mot(prefix.streams, mask, self._rope(like, prefix.positions),
                             deepstack=prefix.deepstack, return_kv=True)
