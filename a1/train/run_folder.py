@@ -47,6 +47,7 @@ class RunCSVLogger(CSVLogger):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(save_dir=str(root), name="", version="")
+        self._last_row: tuple[int | None, dict] | None = None
 
     @property
     def experiment(self) -> ExperimentWriter:
@@ -54,6 +55,14 @@ class RunCSVLogger(CSVLogger):
             Path(self.log_dir).mkdir(parents=True, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """Log a row, skipping an exact repeat of the previous one (`A1Checkpoint` writes a step's
+        training row before Lightning's loop logs that same row)."""
+        if step is not None and (step, metrics) == self._last_row:
+            return
+        self._last_row = (step, dict(metrics))
+        super().log_metrics(metrics, step)
 
     def drop_rows_from(self, step: int) -> int:
         """Remove rows logged at ``step`` or later (by a run killed after its last checkpoint)."""
@@ -100,6 +109,7 @@ class A1Checkpoint(ModelCheckpoint):
                          enable_version_counter=False, auto_insert_metric_name=True)
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
+        _write_step_row(trainer)
         for logger in trainer.loggers:  # metrics on disk up to the checkpoint survive a kill
             logger.save()
         super()._save_checkpoint(trainer, filepath)
@@ -108,6 +118,35 @@ class A1Checkpoint(ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if self.save_last and trainer.global_step > 0 and self._last_global_step_saved < trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _write_step_row(trainer) -> None:
+    """Write the current training step's row to ``metrics.csv`` before a checkpoint is saved.
+
+    Lightning saves step checkpoints in ``on_train_batch_end`` and logs that step's metrics only
+    afterwards, so a run killed while a checkpoint is written would lose the row for good (the
+    resumed run starts after it). The row is computed exactly as Lightning's logger connector
+    does; `RunCSVLogger` skips the identical row when the loop logs it. Uses Lightning's logger
+    connector (internal); where it differs, nothing is written early.
+    """
+    conn = getattr(trainer, "_logger_connector", None)
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    if conn is None or loop is None or not trainer.training or getattr(conn, "_first_loop_iter", None) is None:
+        return
+    if trainer.fit_loop._should_accumulate() or not (conn.should_update_logs or trainer.fast_dev_run):
+        return
+    from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+
+    metrics = convert_tensors_to_scalars(conn.metrics["log"])
+    if not metrics:
+        return
+    step = metrics.pop("step", None)
+    if step is None:
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = loop._batches_that_stepped
+    for logger in trainer.loggers:
+        if isinstance(logger, RunCSVLogger):
+            logger.log_metrics(metrics, int(step))
 
 
 def existing_run(root: str | Path) -> Path | None:

@@ -64,3 +64,31 @@ def test_sigkill_and_resume_last_gives_identical_weights(tmp_path):
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])] == []
     assert _train_steps(run) == _train_steps(tmp_path / "full") == list(range(STEPS))  # earlier rows kept, no repeats
+
+
+def test_a_checkpoint_is_written_after_the_metrics_row_of_its_step(tmp_path):
+    """Lightning logs a step's metrics only after ``on_train_batch_end``, where checkpoints are saved:
+    `A1Checkpoint` writes that row first, so a kill during the save loses no row (and none is doubled)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from a1.testing import BatchList, random_batch
+    from a1.train.module import A1Module
+    from a1.train.run_folder import A1Checkpoint, run_loggers
+    from tests.conftest import tiny_qwen
+
+    seen = []
+
+    class Spy(A1Checkpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            super()._save_checkpoint(trainer, filepath)
+            seen.append((trainer.global_step, _train_steps(tmp_path)))  # what a kill right now would leave
+
+    cfg = tiny_qwen()
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", default_root_dir=tmp_path, logger=run_loggers(tmp_path),
+                        callbacks=[Spy(every_n_train_steps=2)], log_every_n_steps=1, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(A1Module(cfg), DataLoader(BatchList([random_batch(cfg, 2, seed=s) for s in range(4)]),
+                                          batch_size=None))
+    assert dict(seen) == {2: [0, 1], 4: [0, 1, 2, 3]}  # the step's own row is on disk at each save
+    assert _train_steps(tmp_path) == [0, 1, 2, 3]
