@@ -10,9 +10,9 @@ For every model (random weights of the real architecture; numbers do not depend 
   eager / compiled (``torch.compile`` of the step) × cached prefix (the prefix runs once, each step
   runs only the action expert against its keys/values) / uncached (each step reruns the whole
   sequence; the image embeddings are still computed once). K = 4 and 10.
-- ``end to end``: `a1.deploy.runtime.PolicyRuntime.plan` on a raw observation (camera frames at
-  ``--camera`` size, raw state, prompt) → raw actions: the processor (resize, tokenise,
-  normalise), the compiled cached path, un-normalisation — what a robot waits for.
+- ``end to end``: `a1.deploy.runtime.Episode.request` on a raw observation (camera frames at
+  ``--camera`` size, raw state, prompt) → raw actions: checks, frame history, the processor
+  (resize, tokenise, normalise), the compiled cached path, un-normalisation — what a robot waits for.
 - peak GPU memory (CUDA only).
 
 Run from the repository root. Not a test: numbers depend on the machine and its load.
@@ -116,13 +116,13 @@ def end_to_end(loaded, args, sync) -> None:
     runtime.warmup()
     rng = np.random.default_rng(0)
     h, w = args.camera
-    raw = runtime.processor.parse({"images": {v: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                                              for v in runtime.processor.views},
-                                   "state": rng.normal(size=runtime.processor.state_dim), "prompt": "fold the towel"})
-    print(f" end to end (raw {h}×{w} frames → raw actions), compiled, cached, K = {runtime.num_steps}; "
-          f"warm-up {', '.join(f'{t:.0f}' for t in runtime.warmup_ms)} ms")
-    p50, p99 = timings(lambda: runtime.plan(raw), args.repeats, sync)
-    print(row("PolicyRuntime.plan", p50, p99))
+    raw = {"images": {v: rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for v in runtime.processor.views},
+           "state": rng.normal(size=runtime.processor.state_dim), "prompt": "fold the towel"}
+    episode = runtime.episode()
+    print(f" end to end (raw {h}×{w} frames → raw actions: Episode.request, what a server request costs), "
+          f"compiled, cached, K = {runtime.num_steps}; warm-up {', '.join(f'{t:.0f}' for t in runtime.warmup_ms)} ms")
+    p50, p99 = timings(lambda: episode.request(raw), args.repeats, sync)
+    print(row("Episode.request", p50, p99))
 
 
 def main(argv: list[str] | None = None) -> int:

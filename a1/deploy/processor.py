@@ -176,6 +176,11 @@ class Processor:
             raise ObservationError(f"state: contains NaN or inf at dim {int(np.flatnonzero(~np.isfinite(arr))[0])}")
         return arr.astype(np.float32)
 
+    def resize(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) uint8 → (N, 3, S, S) at the training frame size, by the training ``resize``
+        (a no-op on frames already at that size)."""
+        return resize(frames, self.settings.image_size)
+
     def sample(self, raw: RawObservation) -> Sample:
         """The training-path `Sample` of a raw observation (t+m slot empty and masked)."""
         S, k = self.settings.image_size, self.config.action.chunk_size
@@ -183,7 +188,7 @@ class Processor:
         valid = np.zeros((len(self.views), 3), dtype=bool)
         for v, view in enumerate(self.views):
             if view in raw.frames:
-                images[v, :2] = resize(raw.frames[view], S)
+                images[v, :2] = self.resize(raw.frames[view])
                 valid[v, :2] = raw.valid[view]
         sample = Sample(raw.prompt, images, valid, raw.state, None, np.zeros(k, dtype=bool), 0, "observation")
         sample.validate()

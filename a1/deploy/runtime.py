@@ -216,9 +216,12 @@ class Episode:
     def observe(self, raw: Mapping) -> RawObservation:
         """Check the observation, pair each camera's frame t with its frame t−m, then record frame t
         (all or nothing: a refused observation records nothing, so the request can be retried)."""
-        obs = self.runtime.processor.parse(raw)
-        paired = {view: self.history[view].pair(self.t, frames[1]) for view, frames in obs.frames.items()
-                  if not obs.valid[view][0]}  # a camera given with its t−m frame needs no history
+        proc = self.runtime.processor
+        obs = proc.parse(raw)
+        # frames are kept at the training size: resized once, as frame t (the processor's resize is
+        # then a no-op for them), and the history stays small
+        paired = {view: self.history[view].pair(self.t, proc.resize(frames[1:])[0])
+                  for view, frames in obs.frames.items() if not obs.valid[view][0]}  # given t−m: no history
         for view, (frames, valid) in paired.items():
             self.history[view].push(self.t, frames[1])
             obs.frames[view], obs.valid[view] = frames, valid
