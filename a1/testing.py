@@ -122,7 +122,6 @@ def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yam
 
     p = random_policy(config, **kwargs)
     weights = {k: v.detach().float().contiguous().clone() for k, v in p.policy.state_dict().items()}
-    normalization = {n: {"mode": d.mode, "state": d.state.to_dict(), "action": d.action.to_dict()}
-                     for n, d in p.normalization.items()}
+    normalization = {n: d.to_dict() for n, d in p.normalization.items()}
     return write_policy_folder(Path(out), weights, asdict(p.config), normalization, asdict(p.settings),
                                p.metadata, p.tokenizer)

@@ -40,12 +40,10 @@ class LocalPolicy:
         if not Path(args.policy).is_dir():  # before the (slow) imports
             raise FileNotFoundError(f"policy folder not found: {args.policy}")
         from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
-        from a1.deploy.server import absent_views
-        from a1.policy_folder import read_config
 
-        absent = absent_views(list(read_config(Path(args.policy))[1].views), robot_cfg.cameras)
         options = RuntimeOptions(compile=args.compile, device=args.device)
-        self.runtime = PolicyRuntime.load(args.policy, args.normalization or robot_cfg.normalization, absent, options)
+        self.runtime = PolicyRuntime.load(args.policy, args.normalization or robot_cfg.normalization,
+                                          robot_cfg.cameras, options)
         self.episode = self.runtime.episode(args.execute or robot_cfg.execute, args.ensemble, args.asynchronous)
         self.prompt, self.cfg = args.prompt, robot_cfg
 
@@ -73,7 +71,8 @@ class RemotePolicy:
         self.prompt, self.queue, self.requests, self.infer_ms, self.index = args.prompt, [], 0, float("nan"), 0
         meta = self.client.metadata
         if meta.get("action_dim") != robot_cfg.dims:
-            raise SystemExit(f"error: the server's policy gives {meta.get('action_dim')} dims, robot "
+            self.client.close()
+            raise ValueError(f"the server's policy gives {meta.get('action_dim')} dims, robot "
                              f"{robot_cfg.name!r} has {robot_cfg.dims}")
 
     def action(self, obs: dict) -> np.ndarray:
@@ -140,9 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_robot_config(args.robot)
+        robot = make_robot(cfg)  # first: a missing SDK fails before a server connection is opened
+    except (ValueError, KeyError, OSError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
         policy = LocalPolicy(args, cfg) if args.policy else RemotePolicy(args, cfg)
-        robot = make_robot(cfg)
     except (ValueError, KeyError, OSError, ImportError, ServerError) as err:
+        robot.close()  # opened, never commanded
         print(f"error: {err}", file=sys.stderr)
         return 2
     ticks, failure = 0, None

@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from a1.deploy.robots.config import load_robot_config
     from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
-    from a1.deploy.server import PolicyServer, absent_views
-    from a1.policy_folder import PolicyLoadError, read_config
+    from a1.deploy.server import PolicyServer
+    from a1.policy_folder import PolicyLoadError
 
     try:
         if args.max_message_mb <= 0:
@@ -71,10 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         robot = load_robot_config(args.robot)
         if not folder.is_dir():
             raise PolicyLoadError(f"policy folder not found: {folder}")
-        policy_views = list(read_config(folder)[1].views)
         runtime = PolicyRuntime.load(folder, normalization=args.normalization or robot.normalization,
-                                     absent_views=absent_views(policy_views, robot.cameras),
-                                     options=RuntimeOptions(compile=not args.no_compile, device=args.device))
+                                     cameras=robot.cameras, options=RuntimeOptions(compile=not args.no_compile, device=args.device))
         metadata = {"robot": robot.name, "control_rate_hz": robot.control_rate_hz, "policy": folder.resolve().name}
         server = PolicyServer(runtime, robot.cameras, metadata, execute=args.execute or robot.execute,
                               host=args.host, port=args.port, api_key=args.api_key or None,

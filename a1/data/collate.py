@@ -21,6 +21,11 @@ class DatasetNorm:
     action: FeatureStats | None
     mode: Mode = "mean_std"
 
+    def to_dict(self) -> dict:
+        """Plain data, as stored in checkpoints and ``normalization.json``."""
+        return {"mode": self.mode, **{f: getattr(self, f).to_dict() if getattr(self, f) is not None else None
+                                       for f in ("state", "action")}}
+
 
 class Collator:
     """Callable for ``DataLoader(collate_fn=...)``; picklable for worker processes."""

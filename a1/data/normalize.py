@@ -140,24 +140,25 @@ def _affine(stats: FeatureStats, mode: str) -> tuple[np.ndarray, np.ndarray] | N
 
 def normalize(x: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
     """(…, dims) raw values → normalised float32 (``stats`` may be None only for mode ``none``)."""
+    return _apply(x, stats, mode, inverse=False)
+
+
+def unnormalize(y: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
+    """Inverse of :func:`normalize`."""
+    return _apply(y, stats, mode, inverse=True)
+
+
+def _apply(x: np.ndarray, stats: FeatureStats | None, mode: Mode, inverse: bool) -> np.ndarray:
+    """y = (x − centre) / scale, or its inverse, in float64; float32 out."""
     if mode == "none" and stats is None:
         return np.asarray(x, dtype=np.float32)
     _check_dims(x, stats)
     x = np.asarray(x, dtype=np.float64)
     affine = _affine(stats, mode)
-    y = x if affine is None else (x - affine[0]) / affine[1]
-    return y.astype(np.float32)
-
-
-def unnormalize(y: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
-    """Inverse of :func:`normalize`."""
-    if mode == "none" and stats is None:
-        return np.asarray(y, dtype=np.float32)
-    _check_dims(y, stats)
-    y = np.asarray(y, dtype=np.float64)
-    affine = _affine(stats, mode)
-    x = y if affine is None else y * affine[1] + affine[0]
-    return x.astype(np.float32)
+    if affine is None:
+        return x.astype(np.float32)
+    centre, scale = affine
+    return (x * scale + centre if inverse else (x - centre) / scale).astype(np.float32)
 
 
 def pad(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:

@@ -97,6 +97,12 @@ def split_frames(value: object, where: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([now, now]), np.array([False, True])
 
 
+def absent_views(policy_views: list[str], cameras: Mapping[str, str | None]) -> tuple[str, ...]:
+    """The policy's views no camera maps to (masked in the model, as in training)."""
+    fed = {view for view in cameras.values() if view is not None}
+    return tuple(view for view in policy_views if view not in fed)
+
+
 class Processor:
     """One embodiment's processor: raw observation → `Observation` (batch of 1) → raw actions."""
 

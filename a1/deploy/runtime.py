@@ -43,7 +43,8 @@ import torch
 
 from a1.deploy.chunks import ChunkQueue
 from a1.deploy.history import FrameHistory
-from a1.deploy.processor import Processor, RawObservation
+from a1.model import flow
+from a1.deploy.processor import Processor, RawObservation, absent_views
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,17 @@ class PolicyRuntime:
         self.warmup_ms: list[float] = []
 
     @classmethod
-    def load(cls, folder: str | Path, normalization: str | None = None, absent_views: tuple[str, ...] = (),
+    def load(cls, folder: str | Path, normalization: str | None = None,
+             cameras: Mapping[str, str | None] | None = None,
              options: RuntimeOptions = RuntimeOptions()) -> PolicyRuntime:
-        """Load an exported policy folder and warm it up (``options.warmup`` runs)."""
+        """Load an exported policy folder and warm it up (``options.warmup`` runs). ``cameras``: a
+        robot's camera → view map (`RobotConfig.cameras`); views no camera feeds are masked. None:
+        every view has a camera."""
         from a1.policy_folder import load_policy
 
         loaded = load_policy(folder)
-        runtime = cls(loaded, loaded.processor(normalization, absent_views), options)
+        absent = absent_views(loaded.config.views, cameras) if cameras is not None else ()
+        runtime = cls(loaded, loaded.processor(normalization, absent), options)
         runtime.warmup()
         return runtime
 
@@ -151,8 +156,6 @@ class PolicyRuntime:
 
     @torch.inference_mode()
     def _infer(self, obs, noise: torch.Tensor | None, foresight: bool) -> tuple[torch.Tensor, np.ndarray | None]:
-        from a1.model import flow
-
         obs = obs.to(self.device)  # the model casts inputs to its weights' dtype itself
         k, D = self.chunk_size, self.loaded.config.action.max_dim
         if noise is None:

@@ -86,12 +86,6 @@ class RequestError(ValueError):
     """A client's message cannot be served; the text (sent back to the client) says why."""
 
 
-def absent_views(policy_views: list[str], cameras: Mapping[str, str | None]) -> tuple[str, ...]:
-    """The policy's views no camera maps to (masked in the model, as in training)."""
-    fed = {view for view in cameras.values() if view is not None}
-    return tuple(view for view in policy_views if view not in fed)
-
-
 class PolicyServer:
     """Serves one `PolicyRuntime` over websocket (protocol in the module docstring)."""
 

@@ -245,14 +245,7 @@ class A1Module(L.LightningModule):
         checkpoint alone is enough to export a deployable policy."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and getattr(dm, "norms", None):
-            checkpoint["a1_normalization"] = {
-                dm.datasets[d].name: {
-                    "mode": norm.mode,
-                    "state": norm.state.to_dict() if norm.state is not None else None,
-                    "action": norm.action.to_dict() if norm.action is not None else None,
-                }
-                for d, norm in dm.norms.items()
-            }
+            checkpoint["a1_normalization"] = {dm.datasets[d].name: norm.to_dict() for d, norm in dm.norms.items()}
         if dm is not None and getattr(dm, "opts", None) is not None:  # what a raw observation goes through
             checkpoint["a1_processor"] = {"image_size": dm.opts.image_size, "history": dm.opts.history}
         checkpoint["a1_policy_config"] = asdict(self.policy.cfg)

@@ -28,7 +28,8 @@ from websockets.sync.client import connect
 
 from a1.deploy.protocol import packb, unpackb
 from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
-from a1.deploy.server import PolicyServer, absent_views
+from a1.deploy.processor import absent_views
+from a1.deploy.server import PolicyServer
 from a1.testing import random_policy_folder
 
 ROOT = Path(__file__).resolve().parents[2]
