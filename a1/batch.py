@@ -3,9 +3,11 @@
 Shapes use B = batch, V = camera views (head, left wrist, right wrist), T = input frames
 (t−m, t), L = instruction tokens, k = action chunk length, D = padded state/action dims (32).
 
-Images are ``uint8`` RGB, channels first. A view that a robot does not have, or a frame that
-does not exist, is marked ``False`` in its mask and its pixels are ignored (masked out of
-attention and of the losses).
+Images are RGB, channels first, in the 0–255 scale: ``uint8`` in training (frames stored rounded)
+or ``float32`` at deployment (frames after the letterbox/stretch, not rounded: the model sees the
+exact values of the official pipeline); the model converts either with ``.float()``. A view that
+a robot does not have, or a frame that does not exist, is marked ``False`` in its mask and its
+pixels are ignored (masked out of attention and of the losses).
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import torch
 from torch import Tensor
 
 
-def _check(name: str, t: Tensor, dtype: torch.dtype, shape: tuple[int | None, ...]) -> None:
+IMAGE_DTYPES = (torch.uint8, torch.float32)
+"""Dtypes of ``images`` / ``future_images`` (both in the 0–255 scale)."""
+
+
+def _check(name: str, t: Tensor, dtype: torch.dtype | tuple[torch.dtype, ...], shape: tuple[int | None, ...]) -> None:
     """Raise a ValueError naming ``name`` when ``t`` has the wrong dtype, rank or sizes."""
     if not isinstance(t, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype}, got {t.dtype}")
+    dtypes = dtype if isinstance(dtype, tuple) else (dtype,)
+    if t.dtype not in dtypes:
+        raise ValueError(f"{name}: expected dtype {' or '.join(map(str, dtypes))}, got {t.dtype}")
     if t.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, t.shape)):
         want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name}: expected shape {want}, got {tuple(t.shape)}")
@@ -50,7 +57,7 @@ class Observation(_TensorStruct):
     """What the policy sees at time t."""
 
     images: Tensor
-    """(B, V, T, 3, H, W) uint8 RGB: every view at frames t−m and t."""
+    """(B, V, T, 3, H, W) uint8, or float32 in 0–255 (deployment), RGB: every view at frames t−m and t."""
     image_mask: Tensor
     """(B, V, T) bool: the view exists at that frame."""
     tokens: Tensor
@@ -65,7 +72,7 @@ class Observation(_TensorStruct):
     def validate(self, num_views: int, max_dim: int) -> None:
         """Check dtypes and shapes; raise ValueError naming the offending field."""
         B = self.images.shape[0] if isinstance(self.images, Tensor) else None
-        _check("images", self.images, torch.uint8, (B, num_views, None, 3, None, None))
+        _check("images", self.images, IMAGE_DTYPES, (B, num_views, None, 3, None, None))
         T = self.images.shape[2]
         _check("image_mask", self.image_mask, torch.bool, (B, num_views, T))
         _check("tokens", self.tokens, torch.int64, (B, None))
@@ -83,7 +90,8 @@ class Batch(_TensorStruct):
     observation: Observation
     """The inputs."""
     future_images: Tensor
-    """(B, V, 3, H, W) uint8: every view at frame t+m (target of the generation expert)."""
+    """(B, V, 3, H, W), the dtype of ``observation.images``: every view at frame t+m (target of the
+    generation expert)."""
     future_mask: Tensor
     """(B, V) bool: that future view exists (False past the episode end or for absent views)."""
     actions: Tensor
@@ -109,7 +117,7 @@ class Batch(_TensorStruct):
         self.observation.validate(num_views, max_dim)
         B = self.batch_size
         H, W = self.observation.images.shape[-2:]
-        _check("future_images", self.future_images, torch.uint8, (B, num_views, 3, H, W))
+        _check("future_images", self.future_images, self.observation.images.dtype, (B, num_views, 3, H, W))
         _check("future_mask", self.future_mask, torch.bool, (B, num_views))
         _check("actions", self.actions, torch.float32, (B, chunk_size, max_dim))
         _check("action_mask", self.action_mask, torch.bool, (B, chunk_size))

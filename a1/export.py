@@ -5,9 +5,11 @@
 CKPT is a Lightning ``.ckpt`` file or a Lightning DeepSpeed checkpoint folder (consolidated
 with ``convert_zero_checkpoint_to_fp32_state_dict`` first). OUT/ receives the policy folder whose
 layout `a1.policy_folder` documents (weights, config with the processor settings, normalisation,
-tokenizer, README). The statistics are checked first (finite, with spread:
-`a1.data.normalize.FeatureStats`), so an unusable statistic fails the export naming the checkpoint,
-dataset and feature.
+tokenizer, README). The normalisation (checkpoint key ``a1_normalization``, one
+`a1.data.collate.DatasetNorm` per dataset: mode, statistics, action_mode, absolute_dims) is checked
+first (finite, with spread: `a1.data.normalize.FeatureStats`; delta dims that fit the statistics),
+so an unusable entry fails the export naming the checkpoint, dataset and feature; it is written with
+every key (entries of older checkpoints, without the delta keys, become ``action_mode: absolute``).
 
 Security: reading CKPT uses ``torch.load(weights_only=False)`` because Lightning checkpoints
 hold pickled hyper-parameters — export trusts the checkpoint it is given. Nothing it writes

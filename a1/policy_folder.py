@@ -8,7 +8,10 @@ A policy folder holds nothing that needs unpickling::
     config.json          {"policy": PolicyConfig as plain data,
                           "processor": {"image_size", "history"} or absent,
                           "a1": {version, source, global_step, ema}}
-    normalization.json   per dataset/embodiment {"mode", "state", "action"} statistics ({} if none)
+    normalization.json   per dataset/embodiment {"mode", "state", "action", "action_mode",
+                         "absolute_dims"} ({} if none): the normalisation mode, the statistics and
+                         whether actions are deltas to the state (`a1.data.collate.DatasetNorm`;
+                         entries without the last two keys, written by older a1, are absolute)
     tokenizer/           the understanding expert's tokenizer (save_pretrained), plus the backbone's
                          transformers config.json when it came from a pretrained folder
     README.md            generated: what is inside and how to load it
@@ -37,7 +40,6 @@ import torch
 import a1
 from a1.config import ConfigError, from_dict
 from a1.data.collate import DatasetNorm
-from a1.data.normalize import MODES, FeatureStats
 from a1.deploy.processor import Processor, ProcessorSettings
 from a1.model.config import PolicyConfig
 from a1.model.policy import InternVLAA1
@@ -80,22 +82,26 @@ def write_policy_folder(
     return out
 
 
-def check_normalization(normalization: Any, where: str, error: type[Exception]) -> dict[str, dict[str, Any]]:
-    """Per-dataset ``{"mode", "state", "action"}`` entries, each statistic checked by
-    `FeatureStats` (None allowed); a problem raises ``error`` naming ``where``, dataset and feature."""
+def read_normalization(normalization: Any, where: str, error: type[Exception]) -> dict[str, DatasetNorm]:
+    """Per-dataset `DatasetNorm`s of serialised ``{"mode", "state", "action", "action_mode",
+    "absolute_dims"}`` entries (`DatasetNorm.from_dict`: statistics checked by `FeatureStats`, None
+    allowed; entries without the delta keys are absolute); a problem raises ``error`` naming
+    ``where``, dataset and feature."""
     if not isinstance(normalization, dict):
         raise error(f"{where}: expected a mapping of dataset name to statistics, got {type(normalization).__name__}")
+    out = {}
     for name, entry in normalization.items():
-        if not isinstance(entry, dict) or entry.get("mode") not in MODES:
-            raise error(f"{where}: dataset {name!r}: expected {{'mode': one of {list(MODES)}, 'state', "
-                        f"'action'}}, got {entry!r}")
-        for feature in ("state", "action"):
-            if entry.get(feature) is not None:
-                try:
-                    FeatureStats.from_dict(entry[feature], f"{where}: dataset {name!r}: {feature}")
-                except (KeyError, ValueError) as err:
-                    raise error(str(err.args[0])) from err
-    return normalization
+        try:
+            out[name] = DatasetNorm.from_dict(entry, f"{where}: dataset {name!r}")
+        except (KeyError, ValueError) as err:
+            raise error(str(err.args[0])) from err
+    return out
+
+
+def check_normalization(normalization: Any, where: str, error: type[Exception]) -> dict[str, dict[str, Any]]:
+    """`read_normalization`, written back as plain data: every entry with all of
+    `a1.data.collate.NORM_KEYS` (older entries gain ``action_mode: absolute``)."""
+    return {name: norm.to_dict() for name, norm in read_normalization(normalization, where, error).items()}
 
 
 def check_processor(processor: Any, where: str, error: type[Exception]) -> ProcessorSettings | None:
@@ -109,7 +115,8 @@ def check_processor(processor: Any, where: str, error: type[Exception]) -> Proce
 
 
 def _readme(meta: dict, policy: dict, normalization: dict, processor: dict | None, num_tensors: int) -> str:
-    datasets = ", ".join(f"`{d}` ({n.get('mode')})" for d, n in normalization.items()) or "none"
+    datasets = ", ".join(f"`{d}` ({n.get('mode')}, {n.get('action_mode', 'absolute')} actions)"
+                         for d, n in normalization.items()) or "none"
     action = policy["action"]
     proc = (f"frames resized to {processor['image_size']}², t−m with m = {processor['history']}" if processor
             else "none (trained without an A1DataModule: raw observations cannot be processed)")
@@ -205,14 +212,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise PolicyLoadError(f"{path}: invalid JSON: {err}") from err
-
-
-def _normalization(data: Any, path: Path) -> dict[str, DatasetNorm]:
-    check_normalization(data, str(path), PolicyLoadError)
-    return {name: DatasetNorm(**{f: FeatureStats.from_dict(entry[f], f"{path}: dataset {name!r}: {f}")
-                                 if entry.get(f) is not None else None for f in ("state", "action")},
-                              mode=entry["mode"])
-            for name, entry in data.items()}
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -323,7 +322,8 @@ def load_policy(folder: str | Path, device: str | torch.device = "cpu") -> Loade
                 f"{folder / TOKENIZER}/config.json missing: the understanding backbone came from "
                 f"{cfg.understanding.pretrained!r}; re-export with this a1 version")
         build.understanding.pretrained = str(folder / TOKENIZER)
-    normalization = _normalization(_read_json(folder / NORMALIZATION), folder / NORMALIZATION)
+    normalization = read_normalization(_read_json(folder / NORMALIZATION), str(folder / NORMALIZATION),
+                                       PolicyLoadError)
     tok_dir = folder / TOKENIZER
     if not tok_dir.is_dir():
         raise PolicyLoadError(f"missing {tok_dir}")

@@ -47,3 +47,13 @@ def test_missing_file_and_section(tmp_path):
     f.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match=str(f)):
         load_yaml(f)
+
+
+def test_shipped_configs_state_the_frame_geometry():
+    """No hidden default: every base config sets data.options.geometry (overlays inherit it), and the
+    2B stores the 448² frames its InternVL3 reads."""
+    for name in ("tiny.yaml", "pretrain_3b.yaml", "pretrain_2b.yaml"):
+        options = load_yaml(CONFIGS / name)["data"]["options"]
+        assert options["geometry"] == "letterbox", name
+    assert load_yaml(CONFIGS / "pretrain_2b.yaml")["data"]["options"]["image_size"] == 448
+    assert load_yaml(CONFIGS / "pretrain_3b.yaml")["data"]["options"]["image_size"] == 224  # → 256 in the VLM

@@ -29,8 +29,8 @@ STATS = {
     "q99": np.linspace(1, 4, DIMS).tolist(),
 }
 NORMALIZATION = {
-    "robot_a": {"mode": "mean_std", "state": STATS, "action": STATS},
-    "robot_b": {"mode": "quantile", "state": None, "action": STATS},
+    "robot_a": {"mode": "mean_std", "state": STATS, "action": STATS, "action_mode": "delta", "absolute_dims": [6, 13]},
+    "robot_b": {"mode": "quantile", "state": None, "action": STATS},  # as a1 wrote it before delta actions
 }
 
 
@@ -138,6 +138,17 @@ def test_normalization_round_trips(exported):
     np.testing.assert_array_equal(loaded.normalization["robot_a"].action.mean, stats.mean)
     padded = np.zeros((16, 32), dtype=np.float32)
     padded[:, :DIMS] = normalize(raw, stats, "mean_std")
+    # the delta settings travel with the policy; an entry without them is absolute
+    a, b = loaded.normalization["robot_a"], loaded.normalization["robot_b"]
+    assert (a.action_mode, a.absolute_dims, b.action_mode, b.absolute_dims) == ("delta", [6, 13], "absolute", [])
+    written = json.loads((exported / "normalization.json").read_text())
+    assert (written["robot_b"]["action_mode"], written["robot_b"]["absolute_dims"]) == ("absolute", [])
+    state = np.random.default_rng(1).normal(size=DIMS)
+    y = a.actions_to_model(raw, state)
+    want = raw - state
+    want[:, [6, 13]] = raw[:, [6, 13]]
+    np.testing.assert_allclose(y, normalize(want, stats, "mean_std"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.actions_to_raw(y, state), raw, atol=1e-6)
     # two embodiments with action statistics: the robot must name one
     with pytest.raises(ValueError, match=r"name the normalisation.*holds 2 with action statistics; known: robot_a, robot_b"):
         loaded.default_normalization()

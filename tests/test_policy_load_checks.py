@@ -104,6 +104,32 @@ def test_bad_normalization_entries_are_refused(folder):
         load_policy(folder)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("absolute_dims", [6, 14], r"action: absolute_dims \[14\] are not action dims"),
+    ("absolute_dims", [6, 6], r"action: absolute_dims \[6, 6\] name a dim twice"),
+    ("absolute_dims", 6, r"expected action_mode one of \['absolute', 'delta'\] and absolute_dims a list"),
+    ("action_mode", "relative", r"expected action_mode one of \['absolute', 'delta'\]"),
+])
+def test_bad_delta_settings_are_refused(folder, key, value, message):
+    path = folder / "normalization.json"
+    _edit_json(path, lambda doc: doc["robot_a"].__setitem__(key, value))
+    with pytest.raises(PolicyLoadError, match=rf"{path}: dataset 'robot_a': {message}"):
+        load_policy(folder)
+
+
+def test_export_refuses_delta_dims_outside_the_statistics(trained, tmp_path):  # noqa: F811
+    _, path = trained
+    ckpt = torch.load(path, weights_only=False)
+    norm = json.loads(json.dumps(NORMALIZATION))
+    norm["robot_a"]["state"] = {k: v[:5] for k, v in norm["robot_a"]["state"].items()}  # a 5-dim state
+    ckpt["a1_normalization"] = norm
+    bad = tmp_path / "narrow.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(ExportError, match=rf"{bad}: a1_normalization: dataset 'robot_a': action: action_mode 'delta' "
+                                          r"subtracts the state from action dims .* but the state has 5 dims"):
+        export(bad, tmp_path / "out")
+
+
 def test_export_refuses_bad_statistics(trained, tmp_path):  # noqa: F811
     _, path = trained
     ckpt = torch.load(path, weights_only=False)

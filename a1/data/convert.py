@@ -4,7 +4,8 @@
         [--views head,left_wrist,right_wrist]
         [--cameras head=observation.images.cam_high,left_wrist=...,right_wrist=none]
         [--state-key K] [--action-key K] [--stats FILE] [--episodes-per-shard 16] [--image-size N]
-        [--overwrite] [--no-progress]
+        [--geometry letterbox|stretch] [--action-mode absolute|delta] [--absolute-dims 6,13]
+        [--chunk-size K] [--overwrite] [--no-progress]
 
 There is one path from a dataset folder to samples: convert reads the folder through
 `a1.data.sources.open_source` with a `DatasetConfig` (built from the flags, or given by the
@@ -12,9 +13,13 @@ caller), exactly as training from the folder does. So the shards' records name t
 views (a view whose camera is ``none``/``null`` is absent from the records and masked in
 training), a dataset whose cameras do not give the model its views is refused (exit 2, naming the
 dataset, its camera keys and the ``--cameras`` to pass), and the statistics in the manifest are
-those `a1.data.stats.dataset_stats` gives training from the folder. A dataset with NaN/inf state
-or action is refused, naming the dataset, file, episode and feature. The dataset folder is only
-read.
+those `a1.data.stats.dataset_stats` gives training from the folder — for the dataset's
+``action_mode`` (delta: ``--absolute-dims`` and the model's ``--chunk-size`` too), recorded next to
+them in ``stats`` (``action_mode``, ``absolute_dims``, ``chunk_size``) so training refuses
+statistics made for other settings. The records hold the raw state and actions either way, so a
+re-run with other action settings keeps complete shards and rewrites only the manifest. A dataset
+with NaN/inf state or action is refused, naming the dataset, file, episode and feature. The
+dataset folder is only read.
 
 Writes ``OUT/{name}-{shard:05d}.tar`` (one record per episode, see `a1.data.shards`) and
 ``OUT/manifest.json`` (keys: `a1.data.shards.MANIFEST_KEYS`). Shard ``s`` always holds episodes
@@ -22,7 +27,12 @@ Writes ``OUT/{name}-{shard:05d}.tar`` (one record per episode, see `a1.data.shar
 completely (every expected record present and decodable: `a1.data.shards.check_shard`), rewrites
 missing, truncated or corrupt ones (saying so), and rewrites the manifest; ``--overwrite`` redoes
 everything. A re-run with another layout (views, cameras, columns, episodes per shard, image
-size) than the existing manifest needs ``--overwrite``.
+size, geometry) than the existing manifest needs ``--overwrite``.
+
+``--image-size N`` stores frames as N² squares made by `a1.data.sample.resize` with ``--geometry``
+(the training rule; the manifest records it next to ``image_size``, and training with another
+``data.options.geometry`` is refused); without it frames are kept as recorded (``geometry: null``)
+and training makes them square.
 """
 
 from __future__ import annotations
@@ -39,15 +49,16 @@ import numpy as np
 from tqdm import tqdm
 
 from a1.data.lerobot import DatasetError
-from a1.data.sample import resize
-from a1.data.shards import MANIFEST, EpisodeRecord, ShardError, check_shard, record_key, safe_name, write_shard
+from a1.data.sample import DEFAULT_GEOMETRY, GEOMETRIES, Geometry, resize
+from a1.data.shards import (MANIFEST, EpisodeRecord, ShardError, check_shard, manifest_geometry, record_key,
+                            safe_name, write_shard)
 from a1.data.sources import DatasetConfig, ViewError, open_source, suggest_cameras
-from a1.data.stats import dataset_stats
+from a1.data.stats import add_action_flags, dataset_record, dataset_stats
 
 DEFAULT_VIEWS = ["head", "left_wrist", "right_wrist"]
 NO_CAMERA = ("none", "null")
 LAYOUT_KEYS = ("name", "kind", "views", "cameras", "state_key", "action_key", "episodes", "image_size",
-               "episodes_per_shard")
+               "geometry", "episodes_per_shard")
 
 
 class ConvertError(ValueError):
@@ -93,7 +104,8 @@ def cameras_flag(views: Sequence[str], camera_keys: Sequence[str]) -> str:
     return ",".join(f"{v}={k or 'none'}" for v, k in guess.items())
 
 
-def _record(name: str, index: int, ep, cameras: dict[str, str | None], image_size: int | None) -> EpisodeRecord:
+def _record(name: str, index: int, ep, cameras: dict[str, str | None], image_size: int | None,
+            geometry: Geometry) -> EpisodeRecord:
     """One source episode (the `EpisodeData` protocol) as a whole-episode record."""
     n = ep.length
     vectors = ep.vectors()
@@ -105,7 +117,7 @@ def _record(name: str, index: int, ep, cameras: dict[str, str | None], image_siz
     for view, key in cameras.items():
         frames = None if key is None else ep.frames(view, np.arange(n))
         if frames is not None:
-            views[view] = frames if image_size is None else resize(frames, image_size)
+            views[view] = frames if image_size is None else resize(frames, image_size, geometry)
     state, action = (None, None) if vectors is None else vectors
     return EpisodeRecord(name, index, n, strings, tasks, views, state, action)
 
@@ -119,14 +131,16 @@ def _open(cfg: DatasetConfig, views: list[str]):
         except DatasetError as err:
             raise ConvertError(f"dataset {cfg.name!r}: {err}; refusing to convert it") from err
     cameras = source.cameras
+    cfg.check_action_dims(*source.dims(), str(cfg.path))
     return source, cameras, [v for v in views if cameras[v] is not None], source.dims()
 
 
-def _stats(cfg: DatasetConfig) -> tuple[dict, str | None]:
+def _stats(cfg: DatasetConfig, chunk_size: int | None) -> tuple[dict, str | None]:
+    """The manifest's ``stats`` (state, action and the action settings they are for) and their origin."""
     if cfg.kind != "lerobot":
         return {}, None
-    state, action, origin = dataset_stats(cfg)
-    return {"state": state.to_dict(), "action": action.to_dict()}, origin
+    state, action, origin = dataset_stats(cfg, chunk_size)
+    return {"state": state.to_dict(), "action": action.to_dict(), **dataset_record(cfg, chunk_size)}, origin
 
 
 def _check_layout(manifest_path: Path, layout: dict, overwrite: bool) -> None:
@@ -139,6 +153,7 @@ def _check_layout(manifest_path: Path, layout: dict, overwrite: bool) -> None:
         return
     if not isinstance(old, dict):
         return
+    old = {**old, "geometry": manifest_geometry(old)}  # older manifests: stretch
     clash = {k: (old[k], layout[k]) for k in LAYOUT_KEYS if k in old and old[k] != layout[k]}
     if clash:
         raise ConvertError(f"{manifest_path.parent}: existing shards were written with a different layout "
@@ -153,13 +168,15 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
 
 
 def _validate_args(cfg: DatasetConfig, out: Path, views: list[str], episodes_per_shard: int,
-                   image_size: int | None) -> None:
+                   image_size: int | None, geometry: str) -> None:
     if cfg.path is None:
         raise ConvertError(f"dataset {cfg.name!r}: 'path' (the folder to convert) is required")
     if episodes_per_shard < 1:
         raise ConvertError(f"episodes_per_shard must be >= 1, got {episodes_per_shard}")
     if image_size is not None and image_size < 1:
         raise ConvertError(f"image_size must be positive, got {image_size}")
+    if geometry not in GEOMETRIES:
+        raise ConvertError(f"geometry must be one of {list(GEOMETRIES)}, got {geometry!r}")
     if not views:
         raise ConvertError("views: at least one model view is required")
     src = Path(cfg.path).resolve()
@@ -169,11 +186,17 @@ def _validate_args(cfg: DatasetConfig, out: Path, views: list[str], episodes_per
 
 
 def convert(cfg: DatasetConfig, out: str | Path, views: list[str], episodes_per_shard: int = 16,
-            image_size: int | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+            image_size: int | None = None, overwrite: bool = False, progress: bool = True,
+            geometry: Geometry = DEFAULT_GEOMETRY, chunk_size: int | None = None) -> dict:
     """Convert the folder of ``cfg`` into shards of the model ``views`` under ``out``; returns the
-    manifest (also written to ``out/manifest.json``). See the module docstring."""
+    manifest (also written to ``out/manifest.json``). ``geometry``: how frames are made
+    ``image_size``² (ignored, and recorded null, without ``image_size``). ``chunk_size`` (the model's
+    k) is needed for the statistics of a delta-action dataset. See the module docstring."""
     out, views = Path(out), list(views)
-    _validate_args(cfg, out, views, episodes_per_shard, image_size)
+    _validate_args(cfg, out, views, episodes_per_shard, image_size, geometry)
+    if cfg.kind == "lerobot":
+        dataset_record(cfg, chunk_size)  # delta without a chunk size fails before any work
+    geometry = geometry if image_size is not None else None
     source, cameras, record_views, (state_dim, action_dim) = _open(cfg, views)
     lengths = [int(e.length) for e in source.episodes]
     if not lengths:
@@ -181,14 +204,15 @@ def convert(cfg: DatasetConfig, out: str | Path, views: list[str], episodes_per_
     human = cfg.kind != "lerobot"
     layout = {"name": cfg.name, "kind": cfg.kind, "views": views, "cameras": cameras,
               "state_key": None if human else cfg.state_key, "action_key": None if human else cfg.action_key,
-              "episodes": len(lengths), "image_size": image_size, "episodes_per_shard": episodes_per_shard}
+              "episodes": len(lengths), "image_size": image_size, "geometry": geometry,
+              "episodes_per_shard": episodes_per_shard}
     out.mkdir(parents=True, exist_ok=True)
     _check_layout(out / MANIFEST, layout, overwrite)
-    stats, origin = _stats(cfg)  # before any shard: statistics that cannot be used fail fast
+    stats, origin = _stats(cfg, chunk_size)  # before any shard: statistics that cannot be used fail fast
 
     t0 = time.perf_counter()
     shards, counts = _write_all(cfg, out, source, cameras, record_views, lengths, episodes_per_shard,
-                                image_size, overwrite, progress)
+                                image_size, geometry, overwrite, progress)
     manifest = {**layout, "state_dim": state_dim, "action_dim": action_dim, "frames": int(sum(lengths)),
                 "shards": shards, "stats": stats, "stats_origin": origin, "has_action": not human,
                 "source": str(Path(cfg.path).resolve()), "bytes": int(sum(s["bytes"] for s in shards))}
@@ -199,7 +223,7 @@ def convert(cfg: DatasetConfig, out: str | Path, views: list[str], episodes_per_
     return manifest
 
 
-def _write_all(cfg, out: Path, source, cameras, record_views, lengths, per_shard, image_size, overwrite,
+def _write_all(cfg, out: Path, source, cameras, record_views, lengths, per_shard, image_size, geometry, overwrite,
                progress) -> tuple[list[dict], dict[str, int]]:
     """Write (or keep, when complete) every shard; returns the manifest's shard list and counts."""
     prefix, n_eps = safe_name(cfg.name), len(lengths)
@@ -225,7 +249,7 @@ def _write_all(cfg, out: Path, source, cameras, record_views, lengths, per_shard
                     counts["rewritten"] += 1
             else:
                 counts["written"] += 1
-            records = (_record(cfg.name, i, source.episodes[i], cameras, image_size) for i in eps)
+            records = (_record(cfg.name, i, source.episodes[i], cameras, image_size, geometry) for i in eps)
             write_shard(path, records, on_record=lambda _r: bar.update(1))
             shards.append(_shard_entry(path, eps, lengths))
     finally:
@@ -254,6 +278,10 @@ def _parser() -> argparse.ArgumentParser:
                                                   "default: a1's cache, LeRobot's meta/stats.json, or computed")
     ap.add_argument("--episodes-per-shard", type=int, default=16)
     ap.add_argument("--image-size", type=int, default=None, help="resize frames to N x N (default: keep)")
+    ap.add_argument("--geometry", choices=GEOMETRIES, default=DEFAULT_GEOMETRY,
+                    help="how --image-size makes frames square: letterbox (keep the aspect ratio, pad; what the "
+                         "released weights saw) or stretch; must equal the training data.options.geometry")
+    add_action_flags(ap)
     ap.add_argument("--overwrite", action="store_true", help="rewrite existing shards")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -271,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         views = parse_views(a.views)
         cfg = DatasetConfig(name=a.name or a.src.resolve().name, weight=1.0, kind=a.kind or detect(a.src),
                             path=str(a.src), cameras=parse_cameras(a.cameras), state_key=a.state_key,
-                            action_key=a.action_key, stats=a.stats)
-        m = convert(cfg, a.out, views, a.episodes_per_shard, a.image_size, a.overwrite, progress=not a.no_progress)
+                            action_key=a.action_key, stats=a.stats, action_mode=a.action_mode,
+                            absolute_dims=a.absolute_dims)
+        m = convert(cfg, a.out, views, a.episodes_per_shard, a.image_size, a.overwrite, progress=not a.no_progress,
+                    geometry=a.geometry, chunk_size=a.chunk_size)
     except ViewError as err:
         hint = ""
         if (a.src / "meta" / "info.json").is_file() and views:

@@ -8,7 +8,10 @@ a NaN) is skipped and counted per dataset (``Batch.skipped``, the metrics), and 
 dataset whose samples keep failing stops the run (``bad_samples``, see
 :class:`a1.data.pools.BadSampleLimit`). A dataset that is wrong as a whole (missing folder, a view
 with no camera, a missing column, too many dims, bad statistics) fails in :meth:`inspect` — before
-the model is built — naming the dataset, the file and the fix.
+the model is built — naming the dataset, the file and the fix. :meth:`inspect` also builds each
+dataset's `a1.data.collate.DatasetNorm` (normalisation mode, statistics, ``action_mode`` and
+``absolute_dims``): statistics of a ``delta`` dataset are those of its deltas for the model's chunk
+size (`a1.data.stats.dataset_stats`; from shards, the manifest's must record the same settings).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from a1.data.lerobot import DatasetError
 from a1.data.pools import BadSampleLimit, split_episodes
 from a1.data.shards import read_manifest
 from a1.data.sources import DatasetConfig, check_shard_views, open_source
-from a1.data.stats import dataset_stats
+from a1.data.stats import check_stats_record, dataset_record, dataset_stats
 from a1.data.streams import DataOptions, FixedSamples, MixtureStream
 from a1.model.prompt import load_tokenizer
 
@@ -66,6 +69,8 @@ class DatasetInfo:
                           "missing": [v for v, k in self.cameras.items() if k is None]},
                 "state_dim": self.state_dim, "action_dim": self.action_dim,
                 "normalization": c.normalization if self.action_dim is not None else None, "stats": self.stats,
+                "action_mode": c.action_mode if self.action_dim is not None else None,
+                "absolute_dims": list(c.absolute_dims) if self.action_dim is not None else None,
                 "weight": {"configured": weight, "realised": realised}}
 
 
@@ -77,7 +82,8 @@ class A1DataModule(L.LightningDataModule):
                  synthetic: str | None = None, bad_samples: BadSampleLimit = BadSampleLimit()) -> None:
         """
         Args:
-            datasets: the mixture (name, weight, frames, kind, path/shards, cameras, keys, normalization).
+            datasets: the mixture (name, weight, frames, kind, path/shards, cameras, keys, normalization,
+                action_mode and absolute_dims).
             options: sample layout shared with the model (views, m, k, dims, image size, tokenizer).
             batch_size: samples per batch on each device.
             num_workers: DataLoader workers per device (each a slot of the balanced assignment).
@@ -137,9 +143,8 @@ class A1DataModule(L.LightningDataModule):
                                manifest.get("state_dim"), manifest.get("action_dim"))
             stats = manifest.get("stats") or {}
             if stats.get("state"):
-                self.norms[d] = DatasetNorm(FeatureStats.from_dict(stats["state"], f"{cfg.shards}: stats.state"),
-                                            FeatureStats.from_dict(stats["action"], f"{cfg.shards}: stats.action"),
-                                            cfg.normalization)
+                cfg.check_action_dims(info.state_dim, info.action_dim, info.source)
+                self.norms[d] = self._shard_norm(cfg, stats)
                 info.stats = f"manifest {Path(cfg.shards) / 'manifest.json'}"
         else:
             source = open_source(cfg, views)
@@ -149,13 +154,23 @@ class A1DataModule(L.LightningDataModule):
                                *source.dims())
             if cfg.kind == "lerobot":
                 source.reader.validate(cfg.state_key, cfg.action_key)
-                state, action, info.stats = dataset_stats(cfg)
-                self.norms[d] = DatasetNorm(state, action, cfg.normalization)
+                cfg.check_action_dims(info.state_dim, info.action_dim, info.source)
+                state, action, info.stats = dataset_stats(cfg, self.opts.chunk_size)
+                self.norms[d] = DatasetNorm(state, action, cfg.normalization, cfg.action_mode, cfg.absolute_dims)
         for key, dim in ((cfg.state_key, info.state_dim), (cfg.action_key, info.action_dim)):
             if dim is not None and dim > self.opts.max_dim:
                 raise DatasetError(f"dataset {cfg.name!r} ({info.source}): {key} has {dim} dims, more than the "
                                    f"model's {self.opts.max_dim} (model.policy.action.max_dim)")
         return info
+
+    def _shard_norm(self, cfg: DatasetConfig, stats: dict) -> DatasetNorm:
+        """The normalisation of a shard set from its manifest's statistics, which must have been
+        computed for the dataset's action settings (delta: its absolute dims and the model's k)."""
+        where = f"{Path(cfg.shards) / 'manifest.json'}: stats"
+        check_stats_record(stats, dataset_record(cfg, self.opts.chunk_size), where)
+        return DatasetNorm(FeatureStats.from_dict(stats["state"], f"{cfg.shards}: stats.state"),
+                           FeatureStats.from_dict(stats["action"], f"{cfg.shards}: stats.action"),
+                           cfg.normalization, cfg.action_mode, cfg.absolute_dims)
 
     def describe(self) -> list[dict]:
         """Per dataset, what the start-up report shows (after ``setup``: with realised weights)."""

@@ -22,7 +22,9 @@ an undecodable member or a missing member raises `ShardError` naming shard and k
 A shard folder's ``manifest.json`` (written by ``python -m a1.data.convert``) is read only through
 `read_manifest`, which checks every key (`MANIFEST_KEYS`), the shard list against the files on
 disk and the statistics (finite, with spread, the recorded dims); any problem is a `ShardError`
-naming the file and key.
+naming the file and key. ``geometry`` (how frames were made ``image_size``², next to it; null when
+frames were kept as recorded) is filled in by `manifest_geometry` for manifests written before it
+existed (``stretch``); `check_geometry` refuses reading shards with another geometry.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import webdataset as wds
 
 from a1.data.normalize import FeatureStats, StatsError
+from a1.data.sample import GEOMETRIES
 
 log = logging.getLogger(__name__)
 
@@ -453,6 +456,7 @@ def read_manifest(folder: str | Path) -> dict:
             raise ShardError(f"{file}: missing key {key!r} (written by an older a1? re-convert with "
                              f"`python -m a1.data.convert SRC {folder} --overwrite`)", str(file), key)
     _check_layout(m, file)
+    m["geometry"] = manifest_geometry(m)
     _check_shard_list(m, file)
     _check_manifest_stats(m, file)
     return m
@@ -480,6 +484,9 @@ def _check_layout(m: dict, file: Path) -> None:
             raise _bad(file, key, f"expected a positive integer, got {m[key]!r}")
     if m["image_size"] is not None and (not isinstance(m["image_size"], int) or m["image_size"] < 1):
         raise _bad(file, "image_size", f"expected null or a positive integer, got {m['image_size']!r}")
+    if "geometry" in m and m["geometry"] not in ((None,) if m["image_size"] is None else GEOMETRIES):
+        raise _bad(file, "geometry", f"{m['geometry']!r} does not fit image_size {m['image_size']!r} (expected "
+                                     f"{'null' if m['image_size'] is None else ' or '.join(GEOMETRIES)})")
     for key in ("state_dim", "action_dim"):
         value = m[key]
         ok = value is None if not m["has_action"] else isinstance(value, int) and value >= 1
@@ -527,6 +534,24 @@ def _check_manifest_stats(m: dict, file: Path) -> None:
             raise ShardError(str(err.args[0]), str(file), f"stats.{feature}") from err
         if st.dims != m[f"{feature}_dim"]:
             raise _bad(file, f"stats.{feature}", f"{st.dims} dims, but {feature}_dim is {m[f'{feature}_dim']}")
+
+
+def manifest_geometry(m: dict) -> str | None:
+    """How a manifest's frames were made ``image_size``²: its ``geometry``; absent (written before a1
+    recorded it), ``stretch`` — the only geometry there was — or None for frames kept as recorded."""
+    return m.get("geometry", "stretch" if m.get("image_size") is not None else None)
+
+
+def check_geometry(m: dict, geometry: str, folder: str | Path) -> None:
+    """Refuse reading shards whose frames were resized with another geometry than ``geometry``
+    (``data.options.geometry``): their squares would silently be the other kind."""
+    stored = manifest_geometry(m)
+    if stored is not None and stored != geometry:
+        raise ShardError(f"{Path(folder) / MANIFEST}: frames were made {m['image_size']}² with geometry {stored!r}, "
+                         f"but data.options.geometry is {geometry!r}; re-convert with `python -m a1.data.convert SRC "
+                         f"{folder} --image-size {m['image_size']} --geometry {geometry} --overwrite` (or without "
+                         f"--image-size), or set data.options.geometry: {stored}", str(Path(folder) / MANIFEST),
+                         "geometry")
 
 
 def manifest_urls(out_dir: str | Path) -> list[str]:

@@ -9,7 +9,7 @@ configured per dataset; a view mapped to ``null`` is a missing view (masked in t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from a1.data.lerobot import Episode, LeRobotReader
-from a1.data.normalize import Mode
+from a1.data.normalize import ACTION_MODES, ActionMode, Mode, delta_dims
 from a1.data.video import decode_frames, video_info
 
 CAMERA_PREFIX = "observation.images."
@@ -49,10 +49,42 @@ class DatasetConfig:
     action_key: str = "action"
     """Column holding the actions."""
     normalization: Mode = "mean_std"
-    """How state and actions are normalised: ``mean_std``, ``quantile`` (q01/q99 → ±1) or ``none``."""
+    """How state and actions are normalised: ``mean_std`` ((x − mean)/std, a dim with std ≈ 0 only
+    centred), ``mean_std_eps`` (the official InternVLA-A1 rule, (x − mean)/(std + 1e-6)),
+    ``quantile`` (q01/q99 → ±1; needs statistics with percentiles) or ``none``."""
+    action_mode: ActionMode = "absolute"
+    """``absolute``: the model predicts the action columns as they are. ``delta``: it predicts
+    action − state (the state at the chunk's first frame) on every action dim not in
+    ``absolute_dims``, with statistics computed on those deltas; the state is added back at
+    inference. The official InternVLA-A1 pre-training and RoboTwin runs use ``delta``. Needs a state
+    covering every delta dim. Ignored by human video (no actions)."""
+    absolute_dims: list[int] = field(default_factory=list)
+    """Action dims (0-based) that stay absolute in ``delta`` mode, e.g. the grippers ``[6, 13]`` of
+    an ALOHA-style 14-dim arm; distinct and inside the action dims."""
     stats: str | None = None
-    """Statistics file written by ``python -m a1.data.stats``; unset: looked up in a1's cache, then
-    LeRobot's ``meta/stats.json``, else computed (and cached)."""
+    """Statistics file written by ``python -m a1.data.stats`` (with this dataset's action_mode,
+    absolute_dims and, for delta, the chunk size); unset: looked up in a1's cache, then LeRobot's
+    ``meta/stats.json`` (absolute actions only), else computed (and cached)."""
+
+    def __post_init__(self) -> None:
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"dataset {self.name!r}: action_mode must be one of {list(ACTION_MODES)}, "
+                             f"got {self.action_mode!r}")
+        dims = self.absolute_dims
+        if not isinstance(dims, (list, tuple)) or any(isinstance(d, bool) or not isinstance(d, int) or d < 0
+                                                      for d in dims):
+            raise ValueError(f"dataset {self.name!r}: absolute_dims must be a list of action dims (integers "
+                             f">= 0), got {dims!r}")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"dataset {self.name!r}: absolute_dims {list(dims)} name a dim twice")
+        self.absolute_dims = list(dims)
+
+    def check_action_dims(self, state_dim: int | None, action_dim: int | None, where: str) -> None:
+        """In ``delta`` mode, ``absolute_dims`` must be action dims and the state must cover every
+        delta dim (a dataset with actions but no state is an error); names the dataset and
+        ``where``. Without actions (human video) there is nothing to check."""
+        if self.action_mode == "delta" and action_dim is not None:
+            delta_dims(action_dim, state_dim, self.absolute_dims, f"dataset {self.name!r} ({where})")
 
     def camera_map(self, views: list[str]) -> dict[str, str | None]:
         """The effective view → camera key mapping for the model's ``views``."""

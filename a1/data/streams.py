@@ -29,7 +29,8 @@ from a1.data.lerobot import DatasetError
 from a1.data.mixture import SlotMixture
 from a1.data.pools import (BadDatasetError, BadSampleLimit, EpisodePool, ShardPasses, SkipBudget, StreamPool,
                            split_episodes)
-from a1.data.sample import Sample, make_sample
+from a1.data.sample import DEFAULT_GEOMETRY, Geometry, Sample, make_sample
+from a1.data.shards import check_geometry, read_manifest
 from a1.data.sources import DatasetConfig, open_source
 from a1.data.video import VideoError
 
@@ -51,6 +52,11 @@ class DataOptions:
     """State/action vectors are padded to this many dims."""
     image_size: int = 224
     """Side of the square frames put in a batch (the model resizes again for its experts)."""
+    geometry: Geometry = DEFAULT_GEOMETRY
+    """How camera frames become ``image_size``² squares: ``letterbox`` (keep the aspect ratio, scale
+    bilinearly without antialias, pad with zeros, centred: what the released InternVLA-A1 weights
+    saw) or ``stretch`` (scale each axis on its own, antialiased). Training, shard conversion and
+    deployment all use this one setting; shards converted with another geometry are refused."""
     max_text_tokens: int = 48
     """Instruction length in tokens."""
     tokenizer: str | None = None
@@ -62,7 +68,8 @@ def _cut(episode, t: int, d: int, where: str, opts: DataOptions, budget: SkipBud
     `BadDatasetError` once the dataset crosses its limit). `BadDatasetError` itself is never
     mistaken for a bad sample."""
     try:
-        sample = make_sample(episode, t, opts.views, opts.history, opts.chunk_size, d, where, opts.image_size)
+        sample = make_sample(episode, t, opts.views, opts.history, opts.chunk_size, d, where, opts.image_size,
+                             opts.geometry)
     except BadDatasetError:
         raise
     except SAMPLE_ERRORS as err:
@@ -82,6 +89,9 @@ class MixtureStream(IterableDataset):
                  seed: int, val_fraction: float, limit: BadSampleLimit | None = None) -> None:
         """``limit``: when a dataset's bad samples become `BadDatasetError` (default `BadSampleLimit()`)."""
         self.datasets, self.mixture, self.opts = datasets, mixture, opts
+        for cfg in datasets:  # here, in the main process: not as a crash inside a DataLoader worker
+            if cfg.shards is not None:
+                check_geometry(read_manifest(cfg.shards), opts.geometry, cfg.shards)
         self.rank, self.seed, self.val_fraction = rank, seed, val_fraction
         self.limit = limit or BadSampleLimit()
         self.epoch = 0

@@ -7,6 +7,9 @@ records the frame of every step it sees and looks t−m up.
 When frames are not recorded at every step (a policy server sees one observation per chunk of n
 executed actions), the t−m slot takes the recorded frame whose step is nearest to t−m (the older
 one on a tie). ``pair`` marks the slot valid once t ≥ m, as in training.
+
+Frames are (3, H, W) uint8, or float32 in the 0–255 scale (what the processor's letterbox/stretch
+gives, kept unrounded); a pair of one of each is returned as float32 (uint8 values are exact in it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from a1.data.sample import FRAME_DTYPES
 from a1.deploy.processor import ObservationError
 
 
@@ -34,8 +38,10 @@ class FrameHistory:
         self.first = None
 
     def push(self, step: int, frame: np.ndarray) -> None:
-        """Record (3, H, W) ``frame`` at ``step``; steps increase, and the same step again replaces its
-        frame (a retried request). Frames too old to be needed are dropped."""
+        """Record (3, H, W) uint8 or float32 ``frame`` at ``step``; steps increase, and the same step
+        again replaces its frame (a retried request). Frames too old to be needed are dropped."""
+        if frame.dtype not in FRAME_DTYPES:
+            raise ValueError(f"frame history: frames must be uint8 or float32 (0–255), got {frame.dtype}")
         last = next(reversed(self.frames)) if self.frames else None
         if last is not None and step < last:
             raise ValueError(f"frame history: step {step} is before the last recorded step {last} "
@@ -50,7 +56,8 @@ class FrameHistory:
 
     def pair(self, step: int, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """((2, 3, H, W) frames t−m and t, (2,) validity) for (3, H, W) frame ``now`` at ``step``,
-        from the frames recorded before it (nothing is recorded here: see `push`)."""
+        from the frames recorded before it (nothing is recorded here: see `push`). The pair has
+        ``now``'s dtype, or float32 when the two frames' dtypes differ."""
         target = step - self.m
         earlier = [s for s in self.frames if s < step]
         if target < 0 or not earlier:

@@ -5,14 +5,19 @@ A raw observation is what a robot (or an openpi client) has at time t::
     {"images": {view: frame}, "state": (D,) float, "prompt": str}
 
 keyed by the policy's view names (a robot config maps its camera names onto them). A frame is
-uint8 RGB, (H, W, 3) or (3, H, W), of any size: frame t. Both input frames of the generation
-expert may be given stacked as (2, H, W, 3) / (2, 3, H, W): t−m, then t. With frame t alone,
+RGB, (H, W, 3) or (3, H, W), of any size: frame t — uint8 (0–255, what cameras give), or float
+(float16/32/64) in [0, 1] (LeRobot's and torchvision's convention for float images; a float value
+outside [0, 1], NaN or inf is refused, naming the view: 0–255 values must come as uint8, so a frame
+in the wrong scale is an error, never a silently dark or saturated image). Both input frames of
+the generation expert may be given stacked as (2, H, W, 3) / (2, 3, H, W): t−m, then t. With frame t alone,
 the t−m slot is handled as in training at an episode's start (t < m): it holds the earliest frame
 there is — here frame t — and is masked. `a1.deploy.runtime` keeps a per-camera history and
 passes both frames.
 
 Nothing here re-implements the training data path: the raw observation becomes an
-`a1.data.sample.Sample` (frames resized by the same ``resize`` to the training frame size), and
+`a1.data.sample.Sample` (frames made square by the training rule, `a1.data.sample.fit_frames`,
+with the run's ``image_size`` and ``geometry``; kept float32 in the 0–255 scale, not rounded to
+uint8 as training shards are, so the model sees exactly the official pipeline's values), and
 the training `a1.data.collate.Collator` tokenises the prompt, normalises the state with the named
 dataset's statistics and pads it to ``max_dim`` dims with a mask. The t+m slot of that sample is
 empty and masked, as past an episode's end in training. Actions go back through the inverse
@@ -31,7 +36,7 @@ from torch import Tensor
 from a1.batch import Observation
 from a1.data.collate import Collator, DatasetNorm
 from a1.data.normalize import unnormalize
-from a1.data.sample import Sample, resize
+from a1.data.sample import GEOMETRIES, Geometry, Sample, check_pixel_range, fit_frames
 from a1.model.config import PolicyConfig
 
 
@@ -43,12 +48,18 @@ class ProcessorSettings:
     """Side of the square frames of a training batch (``data.options.image_size``)."""
     history: int
     """m: frames between t−m and t (``data.options.history``; paper: 15)."""
+    geometry: Geometry = "stretch"
+    """How frames became ``image_size``² squares in training (``data.options.geometry``). Training
+    always records it; absent only in checkpoints and policy folders written before a1 recorded it,
+    which were all trained on stretched frames — hence this default."""
 
     def __post_init__(self) -> None:
         for name in ("image_size", "history"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"processor.{name} must be an integer >= 1, got {value!r}")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"processor.geometry must be one of {list(GEOMETRIES)}, got {self.geometry!r}")
 
 
 class ObservationError(ValueError):
@@ -60,7 +71,7 @@ class RawObservation:
     """A checked raw observation, channels first."""
 
     frames: dict[str, np.ndarray]
-    """Per view with a camera: (2, 3, H, W) uint8, frames t−m and t."""
+    """Per view with a camera: (2, 3, H, W) uint8 or float32 (0–255), frames t−m and t."""
     valid: dict[str, np.ndarray]
     """Per view: (2,) bool, the frame exists (False for t−m at an episode's start)."""
     state: np.ndarray
@@ -69,12 +80,27 @@ class RawObservation:
     """The instruction."""
 
 
+def pixels(frame: np.ndarray, where: str) -> np.ndarray:
+    """A raw frame's values: uint8 as it is; float in [0, 1] → float32 × 255 (the 0–255 scale of the
+    model's frames); any other dtype or a float value outside [0, 1]: `ObservationError`."""
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype.kind != "f":
+        raise ObservationError(f"{where}: expected dtype uint8 (RGB 0–255) or float in [0, 1], got {frame.dtype}")
+    try:
+        check_pixel_range(frame, 1.0, where)
+    except ValueError as err:
+        raise ObservationError(f"{err} (float frames are RGB in [0, 1]; send 0–255 frames as uint8)") from None
+    return frame.astype(np.float32) * np.float32(255.0)
+
+
 def channels_first(frame: object, where: str) -> np.ndarray:
-    """One uint8 RGB frame (H, W, 3) or (3, H, W) → (3, H, W); anything else: `ObservationError`."""
+    """One RGB frame (H, W, 3) or (3, H, W), uint8 or float in [0, 1] → (3, H, W) uint8 or float32
+    in 0–255 (`pixels`); anything else: `ObservationError`."""
     if not isinstance(frame, np.ndarray):
-        raise ObservationError(f"{where}: expected a numpy uint8 array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ObservationError(f"{where}: expected dtype uint8 (RGB 0–255), got {frame.dtype}")
+        raise ObservationError(f"{where}: expected a numpy array (uint8, or float in [0, 1]), got "
+                               f"{type(frame).__name__}")
+    frame = pixels(frame, where)
     if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[-1] != 3:
         return frame
     if frame.ndim == 3 and frame.shape[-1] == 3:
@@ -183,14 +209,16 @@ class Processor:
         return arr.astype(np.float32)
 
     def resize(self, frames: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) uint8 → (N, 3, S, S) at the training frame size, by the training ``resize``
-        (a no-op on frames already at that size)."""
-        return resize(frames, self.settings.image_size)
+        """(N, 3, H, W) uint8 or float32 (0–255) → (N, 3, S, S) float32 in 0–255, not rounded: the
+        training geometry at the training frame size (`fit_frames`); frames already S² are returned
+        as they are (uint8 stays uint8)."""
+        return fit_frames(frames, self.settings.image_size, self.settings.geometry)
 
     def sample(self, raw: RawObservation) -> Sample:
-        """The training-path `Sample` of a raw observation (t+m slot empty and masked)."""
+        """The training-path `Sample` of a raw observation (t+m slot empty and masked). Its frames are
+        float32 in 0–255 whatever the cameras' dtype and size: one dtype for the compiled model."""
         S, k = self.settings.image_size, self.config.action.chunk_size
-        images = np.zeros((len(self.views), 3, 3, S, S), dtype=np.uint8)
+        images = np.zeros((len(self.views), 3, 3, S, S), dtype=np.float32)
         valid = np.zeros((len(self.views), 3), dtype=bool)
         for v, view in enumerate(self.views):
             if view in raw.frames:

@@ -63,6 +63,20 @@ class UnderstandingConfig:
     """Attention inside the understanding block: ``bidirectional`` as in the paper (§3.2), or
     ``causal`` as in the base MLLM (used to check faithfulness against transformers)."""
 
+    deepstack: bool = True
+    """Qwen3-VL DeepStack: add the vision tower's multi-level features to the first language
+    layers, as Qwen3-VL itself does. The official InternVLA-A1 code computes them and discards
+    them (its released weights were trained without), so imported official policies set ``false``.
+    Ignored by InternVL (no DeepStack)."""
+
+    positions: Literal["layout", "compact"] = "layout"
+    """Rotary positions of the understanding tokens when a view is missing. ``layout``: every token
+    keeps the position of its slot in the full layout (a missing view leaves a gap; positions never
+    depend on which cameras a robot has). ``compact``: the official InternVLA-A1 rule — masked
+    tokens (missing views, text padding) are compacted away before the backbone's position rule
+    (Qwen3-VL ``get_rope_index``) and get position 1, so later tokens move up. Equal when every
+    view is present."""
+
 
 @dataclass
 class ExpertConfig:

@@ -54,21 +54,53 @@ def euler(velocity: Callable[[Tensor, Tensor], Tensor], noise: Tensor, num_steps
 
 def euler_steps(step: Callable[[Tensor, Tensor, Tensor], Tensor], noise: Tensor, num_steps: int) -> Tensor:
     """Like :func:`euler`, but ``step(a_tau, tau, dt)`` returns the next chunk a_τ + dt·v itself
-    (how the compiled inference step is called: τ and dt are tensors, so one graph serves every step)."""
+    (how the compiled inference step is called: τ and dt are tensors, so one graph serves every step).
+
+    The clock is the noise level s = 1 − τ, counted down from 1 by dt in float32 (1, 0.9,
+    0.79999995, …) exactly as the public pi0 / InternVLA-A1 samplers count their time, and τ = 1 − s
+    is handed over in float64 (the time embedding is computed in float64): an imported official
+    policy then sees bit-for-bit the times it was trained to see (exact k/K moves its actions by
+    ~5e-5)."""
     if num_steps < 1:
         raise ValueError(f"num_steps must be ≥ 1, got {num_steps}")
     a, dt = noise, torch.tensor(1.0 / num_steps, device=noise.device, dtype=torch.float32)
-    for i in range(num_steps):
-        tau = torch.full((a.shape[0],), i / num_steps, device=a.device, dtype=torch.float32)
-        a = step(a, tau, dt)
+    level = torch.ones(a.shape[0], device=a.device, dtype=torch.float32)
+    for _ in range(num_steps):
+        a = step(a, 1.0 - level.double(), dt)
+        level = level - dt
     return a
 
 
 def time_embedding(tau: Tensor, dim: int, min_period: float, max_period: float) -> Tensor:
     """(B,) τ → (B, dim) sine/cosine embedding with geometrically spaced periods."""
+    angle = _frequencies(dim, min_period, max_period, tau.device)[None] * tau.double()[:, None]  # (B, dim/2)
+    return torch.cat([angle.sin(), angle.cos()], dim=-1).float()
+
+
+def _frequencies(dim: int, min_period: float, max_period: float, device=None) -> Tensor:
+    """(dim/2,) float64 angular frequencies 2π/period, periods geometric from min to max."""
     if dim % 2:
         raise ValueError(f"time embedding dim must be even, got {dim}")
-    fraction = torch.linspace(0.0, 1.0, dim // 2, device=tau.device, dtype=torch.float64)
-    period = min_period * (max_period / min_period) ** fraction
-    angle = (2 * math.pi / period)[None] * tau.double()[:, None]  # (B, dim/2)
-    return torch.cat([angle.sin(), angle.cos()], dim=-1).float()
+    fraction = torch.linspace(0.0, 1.0, dim // 2, device=device, dtype=torch.float64)
+    return 2 * math.pi / (min_period * (max_period / min_period) ** fraction)
+
+
+def fold_mirrored_time(weight: Tensor, min_period: float, max_period: float) -> Tensor:
+    """Re-express a Linear's weight columns that read ``time_embedding(t)`` of the mirrored time
+    t = 1 − τ (pi0 / the official InternVLA-A1 code: t = 1 is noise) so that they read
+    ``time_embedding(τ)`` instead and give the same output.
+
+    Per frequency ω: sin(ω(1 − τ)) = sin ω·cos ωτ − cos ω·sin ωτ and
+    cos(ω(1 − τ)) = cos ω·cos ωτ + sin ω·sin ωτ, i.e. E(1 − τ) = M·E(τ) with a fixed block matrix
+    M, so W·E(1 − τ) = (W·M)·E(τ). ``weight``: (out, dim) columns in the embedding's order
+    [sin …, cos …]; returns (out, dim) in ``weight``'s dtype (computed in float64).
+    """
+    dim = weight.shape[-1]
+    omega = _frequencies(dim, min_period, max_period)
+    half = dim // 2
+    sin_w, cos_w = omega.sin(), omega.cos()
+    m = torch.zeros(dim, dim, dtype=torch.float64)
+    idx = torch.arange(half)
+    m[idx, idx], m[idx, half + idx] = -cos_w, sin_w  # sin(ω(1 − τ)) from (sin ωτ, cos ωτ)
+    m[half + idx, idx], m[half + idx, half + idx] = sin_w, cos_w  # cos(ω(1 − τ))
+    return (weight.double() @ m).to(weight.dtype)

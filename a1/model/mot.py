@@ -6,14 +6,15 @@ concatenation of every expert's tokens, [understanding | generation | state + ac
 the blockwise mask of ``a1.model.mask``. The attention is
 ``torch.nn.functional.scaled_dot_product_attention`` with grouped-query heads.
 
-Streams that are absent in a call are ``None``: inference runs the prefix (understanding and
-generation) once, keeps its per-layer keys/values, and then runs only the action stream
-against that read-only cache.
+Streams are named after their experts (``und``, ``gen``, ``act``) and given in a mapping; a
+stream that is absent in a call is left out (or ``None``): inference runs the prefix
+(understanding and generation) once, keeps its per-layer keys/values, and then runs only the
+action stream against that read-only cache. Tokens are concatenated in the experts' order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +23,19 @@ from torch.utils.checkpoint import checkpoint
 from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 
 KV = tuple[Tensor, Tensor]  # (B, H_kv, L, head_dim) keys and values after RoPE
+UND, GEN, ACT = "und", "gen", "act"
+"""Names of the understanding, generation and action streams."""
+Streams = dict[str, Tensor | None]
+"""Per expert name, (B, L_e, D_e) hidden states (None or left out: absent)."""
 
 
 class MoT(nn.Module):
-    """Runs N experts (each with ``.layers`` and ``.norm``) through shared attention."""
+    """Runs named experts (each with ``.layers`` and ``.norm``) through shared attention."""
 
-    def __init__(self, experts: Sequence[nn.Module], head_dim: int, checkpointing: bool = False) -> None:
+    def __init__(self, experts: Mapping[str, nn.Module], head_dim: int, checkpointing: bool = False) -> None:
         super().__init__()
-        self.experts = list(experts)  # registered by the owner; not duplicated here
+        self.names = list(experts)
+        self.experts = list(experts.values())  # registered by the owner; not duplicated here
         self.head_dim = head_dim
         self.checkpointing = checkpointing
         depths = {len(e.layers) for e in self.experts}
@@ -39,28 +45,32 @@ class MoT(nn.Module):
 
     def forward(
         self,
-        streams: Sequence[Tensor | None],
+        streams: Mapping[str, Tensor | None],
         mask: Tensor,
         rope: tuple[Tensor, Tensor],
         past: Sequence[KV] | None = None,
         deepstack: Sequence[Tensor] = (),
         return_kv: bool = False,
-    ) -> tuple[list[Tensor | None], list[KV] | None]:
+    ) -> tuple[Streams, list[KV] | None]:
         """Run every layer.
 
         Args:
-            streams: per expert, (B, L_e, D_e) hidden states or None (absent).
+            streams: per expert name, (B, L_e, D_e) hidden states (None or left out: absent).
             mask: (B, Lq, Lpast + Lq) bool attention mask, Lq = Σ L_e of present streams.
             rope: (cos, sin), each (B, Lq, head_dim), for the present tokens.
             past: per layer, cached keys/values of earlier tokens (read only).
-            deepstack: (B, L_0, D_0) tensors added to stream 0 after layers 0, 1, … (Qwen3-VL).
+            deepstack: (B, L_und, D_und) tensors added to the understanding stream after layers
+                0, 1, … (Qwen3-VL).
             return_kv: also return each layer's keys/values (past + present).
 
         Returns:
-            per expert, the final-normed (B, L_e, D_e) outputs (None where absent), and the
+            per expert name, the final-normed (B, L_e, D_e) outputs (None where absent), and the
             per-layer keys/values when ``return_kv``.
         """
-        hs = list(streams)
+        unknown = sorted(set(streams) - set(self.names))
+        if unknown:
+            raise KeyError(f"MoT: unknown stream(s) {unknown}; the experts are {self.names}")
+        hs = [streams.get(name) for name in self.names]
         kvs: list[KV] = []
         attn_mask = mask[:, None]  # (B, 1, Lq, Lk): broadcast over heads
         for i in range(self.num_layers):
@@ -69,11 +79,11 @@ class MoT(nn.Module):
                 hs, kv = checkpoint(self.layer, i, hs, attn_mask, rope, layer_past, use_reentrant=False)
             else:
                 hs, kv = self.layer(i, hs, attn_mask, rope, layer_past)
-            if i < len(deepstack) and hs[0] is not None:
+            if i < len(deepstack) and hs[0] is not None:  # the understanding expert comes first
                 hs[0] = hs[0] + deepstack[i]
             if return_kv:
                 kvs.append(kv)
-        outs = [e.norm(h) if h is not None else None for e, h in zip(self.experts, hs)]
+        outs = {n: e.norm(h) if h is not None else None for n, e, h in zip(self.names, self.experts, hs)}
         return outs, (kvs if return_kv else None)
 
     def layer(

@@ -23,7 +23,7 @@ from a1.model.config import PolicyConfig
 from a1.model.experts import ExpertBlocks
 from a1.model.foresight import Foresight
 from a1.model.mask import ACTION, GENERATION, STATE, UNDERSTANDING, attention_mask, block_ids
-from a1.model.mot import KV, MoT
+from a1.model.mot import ACT, GEN, KV, UND, MoT, Streams
 from a1.model.understanding import UnderstandingExpert
 
 
@@ -56,8 +56,8 @@ def joint_loss(losses: PolicyLosses, lambda_gen: float) -> Tensor:
 class Prefix:
     """Everything about the [understanding | generation] prefix of one batch."""
 
-    streams: list[Tensor | None]
-    """Per expert input streams (the action stream is None)."""
+    streams: Streams
+    """The prefix's input streams by expert name: ``und`` and (with the generation expert) ``gen``."""
     valid: Tensor
     """(B, Lp) bool key validity."""
     positions: Tensor
@@ -106,8 +106,9 @@ class InternVLAA1(nn.Module):
         self.action = ExpertBlocks(cfg.action.expert, family, "action.expert")
         self.action_head = ActionHead(cfg.action)
         self._check_compatible()
-        experts = [self.understanding, self.generation, self.action]
-        self.mot = MoT([e for e in experts if e is not None], self.understanding.head_dim, cfg.gradient_checkpointing)
+        experts = {UND: self.understanding, GEN: self.generation, ACT: self.action}
+        self.mot = MoT({n: e for n, e in experts.items() if e is not None}, self.understanding.head_dim,
+                       cfg.gradient_checkpointing)
         unused = set(self.understanding.unused_parameter_names())
         for name, p in self.understanding.backbone.named_parameters():
             if name in unused:
@@ -144,17 +145,16 @@ class InternVLAA1(nn.Module):
             obs.validate(len(self.cfg.views), self.cfg.action.max_dim)
         frame_mask = obs.image_mask  # (B, V, T)
         und = self.understanding.embed(obs.images[:, :, -1], frame_mask[:, :, -1], obs.tokens, obs.token_mask)
-        streams: list[Tensor | None] = [und.hidden]
+        streams: Streams = {UND: und.hidden}
         valid, positions, nxt = [und.valid], [und.positions], und.next_position
         if self.foresight is not None:
             if input_latents is None:
                 input_latents = self.foresight.latents(obs.images)
             gen = self.foresight.tokens(input_latents)  # (B, Lg, Dg)
-            streams.append(gen)
+            streams[GEN] = gen
             valid.append(frame_mask.repeat_interleave(self.foresight.tokens_per_image, dim=2).flatten(1))
             positions.append(self._positions(nxt, gen.shape[1]))
             nxt = nxt + gen.shape[1]
-        streams.append(None)
         return Prefix(streams, torch.cat(valid, 1), torch.cat(positions, 2), nxt, und.deepstack, frame_mask)
 
     @staticmethod
@@ -164,9 +164,9 @@ class InternVLAA1(nn.Module):
         return pos.unsqueeze(0).expand(3, -1, -1)
 
     def _blocks(self, prefix: Prefix, with_suffix: bool) -> Tensor:
-        lengths = {UNDERSTANDING: prefix.streams[0].shape[1]}
+        lengths = {UNDERSTANDING: prefix.streams[UND].shape[1]}
         if self.foresight is not None:
-            lengths[GENERATION] = prefix.streams[1].shape[1]
+            lengths[GENERATION] = prefix.streams[GEN].shape[1]
         if with_suffix:
             lengths |= {STATE: 1, ACTION: self.cfg.action.chunk_size}
         return block_ids(lengths, prefix.valid.device)
@@ -202,19 +202,19 @@ class InternVLAA1(nn.Module):
         noise = torch.randn_like(actions) if noise is None else noise
         tau = flow.sample_time(B, *cfg.time_beta, device=actions.device) if tau is None else tau
         suffix = self.action_head.embed(obs.state, flow.interpolate(actions, noise, tau), tau)
-        streams = prefix.streams[:-1] + [suffix]
+        streams = {**prefix.streams, ACT: suffix}
         positions = torch.cat([prefix.positions, self._positions(prefix.next_position, suffix.shape[1])], 2)
         outs, _ = self.mot(streams, self._mask(prefix, True), self._rope(suffix, positions), deepstack=prefix.deepstack)
         return self._losses(batch, outs, prefix, latents, flow.target_velocity(actions, noise))
 
-    def _losses(self, batch: Batch, outs: list, prefix: Prefix, latents: Tensor | None, target: Tensor) -> PolicyLosses:
-        v = self.action_head.velocity(outs[-1])  # (B, k, D)
+    def _losses(self, batch: Batch, outs: Streams, prefix: Prefix, latents: Tensor | None, target: Tensor) -> PolicyLosses:
+        v = self.action_head.velocity(outs[ACT])  # (B, k, D)
         m = (batch.action_mask[:, :, None] & batch.action_dim_mask[:, None, :]).float()
         act = ((v - target) ** 2 * m).sum((1, 2)) / m.sum((1, 2)).clamp(min=1.0)
         act_valid = batch.has_action & (m.sum((1, 2)) > 0)
         if self.foresight is None:
             return PolicyLosses(act, torch.zeros_like(act), act_valid, torch.zeros_like(act_valid))
-        pred = self.foresight.predict(outs[1], prefix.frame_mask)  # (B, V, 16, h, w)
+        pred = self.foresight.predict(outs[GEN], prefix.frame_mask)  # (B, V, 16, h, w)
         per_view = ((pred - latents[:, :, -1].float()) ** 2).mean((2, 3, 4))  # (B, V)
         fm = batch.future_mask.float()
         gen = (per_view * fm).sum(1) / fm.sum(1).clamp(min=1.0)
@@ -239,8 +239,8 @@ class InternVLAA1(nn.Module):
         latent = None
         if foresight:
             if self.foresight is None:
-                raise ValueError("foresight=True needs the generation expert (generation.enabled: true)")
-            latent = self.foresight.predict(outs[1], prefix.frame_mask)
+                raise ValueError("foresight frames need the generation expert (generation.enabled: true)")
+            latent = self.foresight.predict(outs[GEN], prefix.frame_mask)
         return ActionContext(cache, full_mask[:, Lp:], cos, sin, state, latent)
 
     def denoise_step(self, a_tau: Tensor, tau: Tensor, dt: Tensor, mask: Tensor, cos: Tensor, sin: Tensor,
@@ -257,9 +257,8 @@ class InternVLAA1(nn.Module):
             (B, k, D) float32 chunk at τ + dt.
         """
         suffix = torch.cat([state, self.action_head.action_tokens(a_tau, tau)], dim=1)
-        streams = [None] * (len(self.mot.experts) - 1) + [suffix]
-        outs, _ = self.mot(streams, mask, (cos, sin), past=cache)
-        return a_tau + dt * self.action_head.velocity(outs[-1])
+        outs, _ = self.mot({ACT: suffix}, mask, (cos, sin), past=cache)
+        return a_tau + dt * self.action_head.velocity(outs[ACT])
 
     @torch.no_grad()
     def sample_actions(
@@ -268,14 +267,12 @@ class InternVLAA1(nn.Module):
         noise: Tensor | None = None,
         num_steps: int | None = None,
         use_cache: bool = True,
-        foresight: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Sample a (B, k, D) action chunk by Euler integration from noise (τ: 0 → 1).
+    ) -> Tensor:
+        """Sample a (B, k, D) float32 action chunk by Euler integration from noise (τ: 0 → 1).
 
         With ``use_cache`` (default) the prefix runs once (`prepare`) and only the action expert
         runs per step (`denoise_step`); without it every step recomputes the full sequence
-        (reference path). With ``foresight`` also return the predicted t+m frames, (B, V, 3, H, W)
-        uint8, decoded by the Cosmos decoder (requires the generation expert).
+        (reference path). The predicted frames come from `foresight_frames`.
         """
         cfg = self.cfg.action
         B = obs.batch_size
@@ -283,14 +280,17 @@ class InternVLAA1(nn.Module):
         if noise is None:
             noise = torch.randn(B, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
         if use_cache:
-            ctx = self.prepare(obs, foresight)
-            actions = flow.euler_steps(lambda a, tau, dt: self.denoise_step(a, tau, dt, *ctx.step_inputs()),
-                                       noise.float(), steps)
-            return (actions, self.foresight.decode(ctx.latent)) if foresight else actions
-        actions = flow.euler(self._full_velocity(obs), noise.float(), steps)
-        if not foresight:
-            return actions
-        return actions, self.foresight.decode(self.prepare(obs, foresight=True).latent)
+            ctx = self.prepare(obs)
+            return flow.euler_steps(lambda a, tau, dt: self.denoise_step(a, tau, dt, *ctx.step_inputs()),
+                                    noise.float(), steps)
+        return flow.euler(self._full_velocity(obs), noise.float(), steps)
+
+    @torch.no_grad()
+    def foresight_frames(self, obs: Observation) -> Tensor:
+        """(B, V, 3, H, W) uint8: the predicted frames t+m of every view (the generation expert's
+        latents decoded by the Cosmos decoder; needs ``generation.enabled``)."""
+        latent = self.prepare(obs, foresight=True).latent  # raises without the generation expert
+        return self.foresight.decode(latent)
 
     def _full_velocity(self, obs: Observation, input_latents: Tensor | None = None, velocity=None):
         """The reference velocity field v(a_τ, τ) of an observation: every call runs the whole
@@ -298,22 +298,22 @@ class InternVLAA1(nn.Module):
         compiled copy of it in the benchmark)."""
         prefix = self.prefix(obs, input_latents)
         suffix_pos = self._positions(prefix.next_position, 1 + self.cfg.action.chunk_size)
-        return functools.partial(velocity or self.full_velocity, state=obs.state, streams=prefix.streams[:-1],
+        return functools.partial(velocity or self.full_velocity, state=obs.state, streams=prefix.streams,
                                  mask=self._mask(prefix, True), positions=torch.cat([prefix.positions, suffix_pos], 2),
                                  deepstack=prefix.deepstack)
 
-    def full_velocity(self, a_tau: Tensor, tau: Tensor, state: Tensor, streams: list[Tensor], mask: Tensor,
+    def full_velocity(self, a_tau: Tensor, tau: Tensor, state: Tensor, streams: Streams, mask: Tensor,
                       positions: Tensor, deepstack: list[Tensor]) -> Tensor:
-        """(B, k, D) velocity at (a_τ, τ) from the whole sequence: prefix ``streams`` (per expert but the
-        action one), (B, L, L) ``mask``, (3, B, L) rotary ``positions`` and DeepStack additions."""
+        """(B, k, D) velocity at (a_τ, τ) from the whole sequence: the prefix ``streams`` (``und``,
+        ``gen``), (B, L, L) ``mask``, (3, B, L) rotary ``positions`` and DeepStack additions."""
         suffix = self.action_head.embed(state, a_tau, tau)
-        outs, _ = self.mot(list(streams) + [suffix], mask, self._rope(suffix, positions), deepstack=deepstack)
-        return self.action_head.velocity(outs[-1])
+        outs, _ = self.mot({**streams, ACT: suffix}, mask, self._rope(suffix, positions), deepstack=deepstack)
+        return self.action_head.velocity(outs[ACT])
 
-    def run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], list[Tensor | None]]:
+    def run_prefix(self, prefix: Prefix, mask: Tensor) -> tuple[list[KV], Streams]:
         """Run understanding + generation once under the (B, Lp, Lp) prefix ``mask``; return the
-        per-layer keys/values and the experts' outputs."""
-        like = prefix.streams[0]
+        per-layer keys/values and the experts' outputs by name."""
+        like = prefix.streams[UND]
         outs, kv = self.mot(prefix.streams, mask, self._rope(like, prefix.positions),
                             deepstack=prefix.deepstack, return_kv=True)
         return kv, outs

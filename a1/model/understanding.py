@@ -65,6 +65,14 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
             config._attn_implementation = "sdpa"
             return cls(config)
         return cls.from_pretrained(cfg.pretrained, dtype=torch.float32)
+    config = backbone_config(cfg, tokenizer)
+    config._attn_implementation = "sdpa"
+    return cls(config)
+
+
+def backbone_config(cfg: UnderstandingConfig, tokenizer):
+    """The transformers config of a backbone described by the fields of ``cfg`` (not
+    ``pretrained``), with the special-token ids of ``tokenizer``."""
     vocab = cfg.text.get("vocab_size")
     if vocab is None or vocab < len(tokenizer):
         raise ValueError(
@@ -79,11 +87,8 @@ def _build_backbone(cfg: UnderstandingConfig, tokenizer) -> nn.Module:
             "vision_end_token_id": token_id(tokenizer, end),
             "video_token_id": token_id(tokenizer, "<|video_pad|>"),
         }
-        config = Qwen3VLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
-    else:
-        config = InternVLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
-    config._attn_implementation = "sdpa"
-    return cls(config)
+        return Qwen3VLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
+    return InternVLConfig(text_config=dict(cfg.text), vision_config=dict(cfg.vision), **ids, **cfg.model)
 
 
 def _has_weights(folder: Path) -> bool:
@@ -124,6 +129,7 @@ class UnderstandingExpert(nn.Module):
         self.register_buffer("image_view", view, persistent=False)  # (Li,)
         self.register_buffer("image_slots", slots, persistent=False)  # (V·n,) image placeholder slots
         self.register_buffer("layout_positions", positions, persistent=False)  # (3, Li + Lt)
+        self._compact_cache: dict[bytes, Tensor] = {}  # valid pattern → positions (``compact``)
         # The library's own patch layout for Qwen-VL vision towers (used in pixel_values).
         self._patchifier = Qwen2VLImageProcessor() if cfg.family == "qwen3_vl" else None
         mean, std = torch.tensor(cfg.image_mean), torch.tensor(cfg.image_std)
@@ -164,13 +170,28 @@ class UnderstandingExpert(nn.Module):
             return rotary(x, positions)
         return rotary(x, positions[0])
 
+    def freeze(self, part: str) -> None:
+        """Stop training ``part`` of the backbone: ``vision`` (the vision tower and its projector
+        into the language model) or ``all`` (the whole multimodal LLM)."""
+        model = self.backbone.model
+        if part == "all":
+            modules = [self.backbone]
+        elif part == "vision":
+            tower = getattr(model, "visual", None) or model.vision_tower  # Qwen3-VL / InternVL
+            modules = [tower, getattr(model, "multi_modal_projector", None)]
+        else:
+            raise ValueError(f"freeze: unknown part {part!r} (parts: 'vision', 'all')")
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(False)
+
     def unused_parameter_names(self) -> list[str]:
         """Parameters that can never receive a gradient in InternVLA-A1.
 
         Later experts read the understanding stream only through its keys and values, so the
         last LM layer's query/output projections, post-attention norm and MLP, the final norm,
-        an untied LM head, and DeepStack levels added after the last layer are never on a loss
-        path. They stay in the module (pretrained
+        an untied LM head, and DeepStack levels added after the last layer (every level when
+        ``deepstack`` is off) are never on a loss path. They stay in the module (pretrained
         checkpoints load strictly; the parameter count matches Table 1) but are frozen.
         """
         names = ["model.language_model.norm."]
@@ -181,7 +202,8 @@ class UnderstandingExpert(nn.Module):
             names.append("lm_head.")
         if self.cfg.family == "qwen3_vl":  # DeepStack level i is added after LM layer i
             levels = len(self.backbone.config.vision_config.deepstack_visual_indexes)
-            names += [f"model.visual.deepstack_merger_list.{i}." for i in range(len(self.layers) - 1, levels)]
+            first = len(self.layers) - 1 if self.cfg.deepstack else 0
+            names += [f"model.visual.deepstack_merger_list.{i}." for i in range(first, levels)]
         return [n for n, _ in self.backbone.named_parameters() if n.startswith(tuple(names))]
 
     # --- inputs -----------------------------------------------------------------------------
@@ -268,11 +290,43 @@ class UnderstandingExpert(nn.Module):
         img = img.index_copy(1, self.image_slots, feats.to(img.dtype))
         hidden = torch.cat([img, embed(tokens)], dim=1)  # (B, Lu, D)
         valid = torch.cat([image_mask[:, self.image_view], token_mask], dim=1)
-        positions = self.layout_positions.unsqueeze(1).expand(3, B, -1)
-        text_start = self.layout_positions[0, self.num_image_tokens]
-        next_position = text_start + token_mask.sum(dim=1)
-        deep = [self._scatter(d, hidden.shape[1]) for d in deep]
+        if self.cfg.positions == "compact":
+            positions = self.compact_positions(valid)
+            next_position = positions.masked_fill(~valid, 0).amax(dim=(0, 2)) + 1
+        else:
+            positions = self.layout_positions.unsqueeze(1).expand(3, B, -1)
+            text_start = self.layout_positions[0, self.num_image_tokens]
+            next_position = text_start + token_mask.sum(dim=1)
+        deep = [self._scatter(d, hidden.shape[1]) for d in deep] if self.cfg.deepstack else []
         return UnderstandingInputs(hidden, valid, positions, next_position, deep)
+
+    def compact_positions(self, valid: Tensor) -> Tensor:
+        """(B, Lu) bool → (3, B, Lu) int64 positions with masked tokens compacted away: the
+        backbone's own position rule (Qwen3-VL ``get_rope_index``; 1-D otherwise) applied to the
+        valid tokens only, and position 1 for masked tokens (the official InternVLA-A1 rule)."""
+        out = torch.ones(3, *valid.shape, dtype=torch.long)
+        for b, row in enumerate(valid.cpu()):
+            key = row.numpy().tobytes()
+            if key not in self._compact_cache:
+                self._compact_cache[key] = self._positions_of(row)
+            out[:, b, row] = self._compact_cache[key]
+        return out.to(valid.device)
+
+    def _positions_of(self, keep: Tensor) -> Tensor:
+        """(3, n) positions of the n kept tokens of the full layout (keep: (Lu,) bool, CPU)."""
+        n = int(keep.sum())
+        if self.cfg.family != "qwen3_vl":
+            return torch.arange(n).expand(3, n).clone()
+        text = torch.zeros(self.cfg.max_text_tokens, dtype=torch.long)
+        ids = torch.cat([self.image_ids.cpu(), text])[keep][None]  # (1, n)
+        image_id = token_id(self.tokenizer, IMAGE_TOKENS[self.cfg.family][1])
+        side, merge = self._grid()
+        views = int((ids == image_id).sum()) // self.tokens_per_image
+        grid = torch.tensor([[1, side, side]] * views, dtype=torch.long).reshape(-1, 3)
+        pos, _ = self.backbone.model.get_rope_index(
+            ids, mm_token_type_ids=(ids == image_id).int(), image_grid_thw=grid if views else None
+        )
+        return pos[:, 0].cpu()
 
     def _scatter(self, feats: Tensor, length: int) -> Tensor:
         """(B, n, D) image-slot features → (B, length, D) zeros elsewhere (DeepStack add)."""

@@ -104,15 +104,8 @@ class A1Module(L.LightningModule):
         self.init_report = {"path": str(file), "tensors": len(state)}
 
     def _freeze(self, vision: bool, understanding: bool) -> None:
-        und = self.policy.understanding.backbone
-        if understanding:
-            und.requires_grad_(False)
-        elif vision:
-            tower = getattr(und.model, "visual", None) or und.model.vision_tower
-            tower.requires_grad_(False)
-            projector = getattr(und.model, "multi_modal_projector", None)
-            if projector is not None:
-                projector.requires_grad_(False)
+        if understanding or vision:
+            self.policy.understanding.freeze("all" if understanding else "vision")
 
     # --- training -------------------------------------------------------------------------
     def flow_draws(self, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -202,9 +195,8 @@ class A1Module(L.LightningModule):
         policy = self.eval_policy
         g = torch.Generator(device=batch.actions.device).manual_seed(batch_idx)
         noise = torch.randn(batch.actions.shape, generator=g, device=batch.actions.device)
-        want_frames = self.decoded
-        out = policy.sample_actions(batch.observation, noise=noise, foresight=want_frames)
-        actions, frames = out if want_frames else (out, None)
+        actions = policy.sample_actions(batch.observation, noise=noise)
+        frames = policy.foresight_frames(batch.observation) if self.decoded else None
         self._action_metrics(batch, actions)
         losses = policy(batch, noise=noise, tau=torch.ones(batch.batch_size, device=noise.device))
         if losses.gen_valid.any():
@@ -247,7 +239,7 @@ class A1Module(L.LightningModule):
         if dm is not None and getattr(dm, "norms", None):
             checkpoint["a1_normalization"] = {dm.datasets[d].name: norm.to_dict() for d, norm in dm.norms.items()}
         if dm is not None and getattr(dm, "opts", None) is not None:  # what a raw observation goes through
-            checkpoint["a1_processor"] = {"image_size": dm.opts.image_size, "history": dm.opts.history}
+            checkpoint["a1_processor"] = {k: getattr(dm.opts, k) for k in ("image_size", "history", "geometry")}
         checkpoint["a1_policy_config"] = asdict(self.policy.cfg)
         checkpoint["a1_skipped"] = dict(self._skipped)
         # the understanding backbone's transformers config: exports of runs that started from a

@@ -5,16 +5,22 @@ Run by ``python -m a1.fit`` on the parsed config, before the model (13.5 GB for 
 - the hardware: a GPU config on a machine without one, more devices than the machine has;
 - the cluster: ``trainer.num_nodes > 1`` outside a cluster environment (SLURM, torchrun, LSF,
   MPI, or MASTER_ADDR/WORLD_SIZE/RANK as Kubeflow sets them) would wait forever for the other nodes;
-- numbers no run can use (batch size, workers, steps, accumulation, weights, fractions).
+- numbers no run can use (batch size, workers, steps, accumulation, weights, fractions);
+- data frames too small for an expert (`check_frame_size`), e.g. the 2B's InternVL3 (448²) fed
+  224² frames: it would train on upsampled pixels;
+- shards converted with another frame geometry than ``data.options.geometry``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from a1.data.shards import MANIFEST, check_geometry, read_manifest
 
 CPU_FIX = ("for a CPU run use configs/tiny.yaml, or override --trainer.accelerator=cpu --trainer.devices=1 "
            "--trainer.num_nodes=1 --trainer.strategy=auto --trainer.precision=32-true")
@@ -119,8 +125,45 @@ def check_numbers(config: Any) -> None:
         _positive("trainer.gradient_clip_val", clip, allow_zero=True)
 
 
+MAX_UPSAMPLE = (256, 224)
+"""The most an expert may enlarge the data frames, as (expert side, frame side): the official 3B
+recipe's own resize — 224² letterboxed frames that Qwen3-VL's processor turns into its 256² input,
+×8/7 (Cosmos too gets 224 → 256). Beyond it the expert mostly reads interpolated pixels."""
+
+
+def check_frame_size(config: Any) -> None:
+    """``data.options.image_size`` against each expert's input side (``model.policy.understanding.
+    image_size``, and ``generation.image_size`` when enabled): an expert may enlarge the frames by at
+    most `MAX_UPSAMPLE` (3B: 224 → 256 is the official recipe); more is an error naming both keys."""
+    size = _get(config, "data.options.image_size")
+    experts = ["understanding"] + (["generation"] if _get(config, "model.policy.generation.enabled", False) else [])
+    big, small = MAX_UPSAMPLE
+    for expert in experts:
+        need = _get(config, f"model.policy.{expert}.image_size")
+        if isinstance(size, int) and isinstance(need, int) and size * big < need * small:
+            least = -(-need * small // big)
+            raise PreflightError(f"data.options.image_size={size} is too small for model.policy.{expert}.image_size="
+                                 f"{need}: the expert would upsample the frames ×{need / size:.2f}, more than the "
+                                 f"official ×{big}/{small} (224² frames for a 256² input); set "
+                                 f"--data.options.image_size={need} (at least {least})")
+
+
+def check_shard_geometry(config: Any) -> None:
+    """Shard folders (``data.datasets[i].shards``) whose frames were made square with another geometry
+    than ``data.options.geometry`` (`a1.data.shards.check_geometry`); a folder without a manifest is
+    left to the dataset checks."""
+    geometry = _get(config, "data.options.geometry")
+    for d in _get(config, "data.datasets", []) or []:
+        shards = _get(d, "shards")
+        if shards and (Path(shards) / MANIFEST).is_file():
+            check_geometry(read_manifest(shards), geometry, shards)
+
+
 def preflight(config: Any) -> None:
-    """All config-level checks of a ``python -m a1.fit`` run (numbers, then hardware, then cluster)."""
+    """All config-level checks of a ``python -m a1.fit`` run (numbers and frame sizes, then hardware,
+    then cluster, then the shards' frame geometry)."""
     check_numbers(config)
+    check_frame_size(config)
     check_hardware(config["trainer"])
     check_cluster(config["trainer"])
+    check_shard_geometry(config)

@@ -11,6 +11,7 @@ import dataclasses
 import torch
 
 from a1.model.mask import UNDERSTANDING, attention_mask, block_ids
+from a1.model.mot import ACT, UND
 from a1.model.policy import InternVLAA1
 from a1.model.prompt import IMAGE_TOKENS, token_id
 from a1.testing import random_batch
@@ -26,10 +27,9 @@ def _ours(model, obs):
     blocks = block_ids({UNDERSTANDING: und.hidden.shape[1]})
     causal = model.cfg.understanding.attention == "causal"
     mask = attention_mask(blocks, und.valid, causal_understanding=causal)
-    streams = [und.hidden] + [None] * (len(model.mot.experts) - 1)
     rope = model.understanding.rotary(und.hidden, und.positions)
-    outs, _ = model.mot(streams, mask, rope, deepstack=und.deepstack)
-    return outs[0], und.valid
+    outs, _ = model.mot({UND: und.hidden}, mask, rope, deepstack=und.deepstack)
+    return outs[UND], und.valid
 
 
 def _transformers(model, obs):
@@ -84,6 +84,6 @@ def test_appending_generation_and_action_tokens_leaves_prefix_unchanged(family_c
             full_mask = model._mask(prefix, True)
             suffix = model.action_head.embed(obs.state, batch.actions, torch.full((2,), 0.3))
             pos = torch.cat([prefix.positions, model._positions(prefix.next_position, suffix.shape[1])], 2)
-            outs, _ = model.mot(prefix.streams[:-1] + [suffix], full_mask, model._rope(suffix, pos),
+            outs, _ = model.mot({**prefix.streams, ACT: suffix}, full_mask, model._rope(suffix, pos),
                                 deepstack=prefix.deepstack)
-        torch.testing.assert_close(outs[0][valid], alone[valid], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(outs[UND][valid], alone[valid], rtol=1e-5, atol=1e-5)

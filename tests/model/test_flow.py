@@ -26,6 +26,22 @@ def test_euler_with_the_true_velocity_lands_on_the_actions():
         flow.euler(lambda x, tau: x, eps, num_steps=0)
 
 
+def test_euler_clock_counts_the_noise_level_down_in_float32():
+    """The official sampler's times are 1, 0.9, 0.79999995, … (float32 sums of −0.1): a1 hands the
+    model τ = 1 − s for exactly those s, in float64, so no rounding of k/K sneaks in."""
+    seen = []
+    flow.euler(lambda x, tau: seen.append(tau.clone()) or torch.zeros_like(x), torch.zeros(2, 3, 1), num_steps=10)
+    official, t, dt = [], torch.tensor(1.0), torch.tensor(-0.1)
+    while t >= -dt / 2:
+        official.append(t.clone())
+        t = t + dt
+    assert len(seen) == len(official) == 10
+    for tau, t in zip(seen, official):
+        assert tau.dtype == torch.float64 and tau.shape == (2,)
+        assert (1.0 - tau == t.double()).all()
+    assert official[2].item() != 0.8  # the float32 clock really differs from k/K
+
+
 def test_time_sampling_matches_noise_level_beta():
     torch.manual_seed(0)
     tau = flow.sample_time(200_000, 1.5, 1.0)

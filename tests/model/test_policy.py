@@ -100,8 +100,9 @@ def test_foresight_decode_returns_images():
     cfg = tiny_qwen()
     model = InternVLAA1(cfg).eval()
     obs = random_batch(cfg, 2).observation
-    actions, frames = model.sample_actions(obs, num_steps=2, foresight=True)
-    assert actions.shape == (2, cfg.action.chunk_size, cfg.action.max_dim)
+    actions = model.sample_actions(obs, num_steps=2)
+    frames = model.foresight_frames(obs)
+    assert isinstance(actions, torch.Tensor) and actions.shape == (2, cfg.action.chunk_size, cfg.action.max_dim)
     assert frames.shape == (2, 3, 3, cfg.generation.image_size, cfg.generation.image_size)
     assert frames.dtype == torch.uint8
 
@@ -110,14 +111,14 @@ def test_ablation_without_generation_expert():
     cfg = tiny_qwen()
     cfg.generation = dataclasses.replace(cfg.generation, enabled=False)
     model = InternVLAA1(cfg)
-    assert model.generation is None and model.foresight is None and len(model.mot.experts) == 2
+    assert model.generation is None and model.foresight is None and model.mot.names == ["und", "act"]
     batch = random_batch(cfg, 2)
     out = model(batch)
     assert not out.gen_valid.any()
     joint_loss(out, 0.01).backward()
     assert model.sample_actions(batch.observation, num_steps=2).shape == batch.actions.shape
     with pytest.raises(ValueError, match="generation expert"):
-        model.sample_actions(batch.observation, num_steps=1, foresight=True)
+        model.foresight_frames(batch.observation)
 
 
 def test_incompatible_heads_are_rejected():

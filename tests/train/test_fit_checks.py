@@ -3,6 +3,7 @@ and a run's outputs all go to its run folder."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from a1.fit import main, parse_config
 from tests.conftest import CONFIGS, ROOT
 
-TINY, P3B = str(CONFIGS / "tiny.yaml"), str(CONFIGS / "pretrain_3b.yaml")
+TINY, P3B, P2B = (str(CONFIGS / name) for name in ("tiny.yaml", "pretrain_3b.yaml", "pretrain_2b.yaml"))
 CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.precision=32-true"]
 FIXTURE = ROOT / "tests" / "fixtures" / "lerobot_v30_aloha"
 CLUSTER_VARS = ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID", "MASTER_ADDR",
@@ -158,3 +159,41 @@ def test_undecodable_video_stops_the_run_naming_the_file(tmp_path):
     assert last.startswith("error:") and "BadDatasetError" in last and "'broken'" in last and video.name in last, last
     assert len(proc.stderr) < 100_000  # bounded logging
     assert json.loads((tmp_path / "run" / "closing_report.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([P2B, "--data.options.image_size=224"], "data.options.image_size=224 is too small for "
+                                             "model.policy.understanding.image_size=448.*--data.options.image_size=448"),
+    ([TINY, "--data.options.image_size=48"], "data.options.image_size=48 is too small for "
+                                             "model.policy.understanding.image_size=64"),
+    ([TINY, "--model.policy.understanding.image_size=48", "--data.options.image_size=48"],
+     "model.policy.generation.image_size=64"),
+])
+def test_frames_smaller_than_an_expert_reads_are_refused(capsys, tmp_path, args, message):
+    err = _fails(capsys, "--config", *args, f"--trainer.default_root_dir={tmp_path}")
+    assert re.search(message, err), err
+
+
+def test_the_official_224_to_256_upsampling_is_allowed(capsys, tmp_path):
+    """3B: 224² frames for Qwen3-VL's and Cosmos's 256² inputs (the official recipe) pass the frame check
+    (the run then stops at the hardware check: more GPUs than any machine has); so do 2B at 448² and
+    tiny at 56² (= 64 · 224/256, the limit)."""
+    for args in ([P3B], [P2B], [TINY, "--data.options.image_size=56", "--trainer.accelerator=gpu"]):
+        err = _fails(capsys, "--config", *args, "--trainer.devices=4096", f"--trainer.default_root_dir={tmp_path}")
+        assert "too small" not in err and "GPU" in err, err
+
+
+def test_shards_made_with_another_geometry_are_refused_before_the_model(capsys, tmp_path):
+    from a1.data.convert import convert
+    from a1.data.sources import DatasetConfig
+    from a1.data.synthetic import generate
+
+    robot = generate(tmp_path / "data", episodes=2, human_clips=0, image_size=32, frames_per_episode=20)["robot"]
+    shards = tmp_path / "shards"
+    convert(DatasetConfig(name="robot", weight=1.0, path=str(robot)), shards, ["head", "left_wrist", "right_wrist"],
+            image_size=64, geometry="stretch", progress=False)
+    overlay = tmp_path / "shards.yaml"
+    overlay.write_text(f"data:\n  datasets:\n    - {{name: robot, weight: 1.0, shards: {shards}}}\n")
+    err = _fails(capsys, "--config", TINY, "--config", str(overlay), f"--trainer.default_root_dir={tmp_path / 'run'}")
+    assert "geometry 'stretch'" in err and "data.options.geometry is 'letterbox'" in err and str(shards) in err
+    assert not (tmp_path / "run").exists()  # nothing was built or written

@@ -1,0 +1,378 @@
+"""Import an official InternVLA-A1 checkpoint (e.g. the released InternVLA-A1-3B) as an a1 policy folder.
+
+    python -m a1.import_official SRC OUT [--config configs/pretrain_3b.yaml] [--tokenizer DIR]
+                                 [--robot-type NAME] [--action-mode delta|absolute]
+                                 [--absolute-dims 6 13] [--state-features K ...] [--action-features K ...]
+
+SRC is the official folder (``model.safetensors``, ``config.json`` with ``type: qwena1``,
+``stats.json``, optionally ``train_config.json``). CONFIG is an a1 config whose ``model.policy``
+gives the architecture; its understanding backbone folder (``understanding.pretrained``: config and
+tokenizer, weights not needed) or ``--tokenizer`` gives the tokenizer — use the checkpoint's own
+(special-token ids differ between tokenizers). OUT is an ordinary a1 policy folder that
+`a1.policy_folder.load_policy` and the deploy runtime use like any other.
+
+Every official key maps 1:1, same shape, onto an a1 module (table `PREFIXES`); the conventions
+that differ become a1 settings or are folded into the weights, so the imported policy acts as the
+official code does:
+
+- flow time: the official t = 1 − τ (t = 1 is noise, target ε − a) is folded into the weights —
+  the time-embedding columns of ``action_time_mlp_in`` by `a1.model.flow.fold_mirrored_time`, and
+  ``action_out_proj`` negated; a1's sampler counts time as the official one does;
+- ``understanding.deepstack: false`` (the official code discards DeepStack features) and
+  ``understanding.positions: compact`` (masked tokens compacted away from the rotary positions);
+- frames letterboxed to the official 224² (``processor.geometry: letterbox``), m = 15;
+- ``stats.json`` of one robot type → normalisation ``mean_std_eps`` ((x − mean)/(std + 1e-6)), with
+  the official delta-action setting (``train_config.json: dataset.action_mode``) and its absolute
+  (gripper) dims per robot type (`OFFICIAL_ABSOLUTE_DIMS`).
+
+Errors (`OfficialImportError`) name the file and the missing or mismatched key and shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import a1
+from a1.config import ConfigError, policy_config
+from a1.data.collate import DatasetNorm
+from a1.data.normalize import FeatureStats
+from a1.model.config import PolicyConfig
+from a1.model.cosmos import drop_patcher_buffers
+from a1.model.flow import fold_mirrored_time
+from a1.model.prompt import load_tokenizer
+
+PREFIXES: list[tuple[str, str]] = [
+    ("model.qwen3_vl_with_expert.und_expert.", "understanding.backbone."),
+    ("model.qwen3_vl_with_expert.gen_expert.", "generation."),
+    ("model.qwen3_vl_with_expert.act_expert.", "action."),
+    ("model.cosmos._enc_model.", "foresight.tokenizer."),
+    ("model.cosmos._dec_model.", "foresight.tokenizer."),
+    ("model.cosmos_in_proj.", "foresight.proj_in."),
+    ("model.downsample_conv.", "foresight.compress."),
+    ("model.upsample_conv.", "foresight.expand."),
+    ("model.cosmos_out_layer_norm.", "foresight.norm."),
+    ("model.cosmos_out_proj.", "foresight.head."),
+    ("model.state_proj.", "action_head.state_proj."),
+    ("model.action_in_proj.", "action_head.action_in."),
+    ("model.action_time_mlp_in.", "action_head.time_mlp_in."),
+    ("model.action_time_mlp_out.", "action_head.time_mlp_out."),
+    ("model.action_out_proj.", "action_head.action_out."),
+]
+"""Official key prefix → a1 key prefix (the rest of the key is the same)."""
+
+OFFICIAL_ABSOLUTE_DIMS: dict[str, list[int]] = {
+    **dict.fromkeys(["aloha", "piper", "arx_lift2", "split_aloha", "ARX Lift-2", "AgileX Split Aloha",
+                     "ARX AC One"], [6, 13]),  # 2 × (6 joints + gripper)
+    **dict.fromkeys(["a2d", "genie1", "Genie-1"], [14, 15]),  # 14 joints, then 2 grippers
+    **dict.fromkeys(["franka", "frankarobotiq", "Franka"], [7]),  # 7 joints + gripper
+    "panda": [],
+}
+"""Action dims the official delta-action transform leaves absolute, per robot type (grippers)."""
+
+OFFICIAL_SETTINGS = {  # official config.json key → (a1 setting, how to read it from a PolicyConfig)
+    "chunk_size": ("action.chunk_size", lambda c: c.action.chunk_size),
+    "max_action_dim": ("action.max_dim", lambda c: c.action.max_dim),
+    "max_state_dim": ("action.max_dim", lambda c: c.action.max_dim),
+    "num_inference_steps": ("action.num_steps", lambda c: c.action.num_steps),
+    "min_period": ("action.time_embedding_periods[0]", lambda c: c.action.time_embedding_periods[0]),
+    "max_period": ("action.time_embedding_periods[1]", lambda c: c.action.time_embedding_periods[1]),
+    "tokenizer_max_length": ("understanding.max_text_tokens", lambda c: c.understanding.max_text_tokens),
+}
+HISTORY = 15
+"""m of the official code (``image_delta_indices`` = [−15, 0, 15])."""
+TIME_IN, ACTION_OUT = "action_head.time_mlp_in.weight", "action_head.action_out."
+
+
+class OfficialImportError(ValueError):
+    """The official checkpoint cannot be imported; the message names the file and key."""
+
+
+# --- reading the official folder ----------------------------------------------------------------
+def _json(path: Path) -> Any:
+    if not path.is_file():
+        raise OfficialImportError(f"{path}: not found (an official InternVLA-A1 folder has model.safetensors, "
+                           "config.json and stats.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise OfficialImportError(f"{path}: not valid JSON ({err})") from err
+
+
+def read_official_config(src: Path) -> dict[str, Any]:
+    """``SRC/config.json``: the official policy config (``type: qwena1``)."""
+    doc = _json(src / "config.json")
+    if not isinstance(doc, dict) or doc.get("type") != "qwena1":
+        got = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+        raise OfficialImportError(f"{src / 'config.json'}: expected an InternVLA-A1 policy config (type 'qwena1'), "
+                           f"got type {got!r}")
+    return doc
+
+
+def check_settings(official: dict[str, Any], cfg: PolicyConfig, src: Path, config: str) -> None:
+    """The a1 config must agree with every official setting that shapes the computation."""
+    for key, (name, read) in OFFICIAL_SETTINGS.items():
+        if key not in official:
+            continue
+        if not np.isclose(float(official[key]), float(read(cfg)), rtol=1e-9, atol=0):
+            raise OfficialImportError(f"{src / 'config.json'}: {key} = {official[key]!r}, but {config} has "
+                               f"model.policy.{name} = {read(cfg)!r}")
+    latent = cfg.generation.image_size // cfg.generation.tokenizer.spatial_compression
+    scale = official.get("scale_factor")
+    if scale is not None and cfg.generation.enabled and latent != scale * cfg.generation.token_grid:
+        raise OfficialImportError(f"{src / 'config.json'}: scale_factor = {scale} (the generation conv kernel), but "
+                           f"{config} gives {latent // cfg.generation.token_grid} (latent {latent} / "
+                           f"generation.token_grid {cfg.generation.token_grid})")
+
+
+def official_policy_config(cfg: PolicyConfig) -> PolicyConfig:
+    """The a1 settings that reproduce the official code (module docstring); weights come from SRC."""
+    cfg = copy.deepcopy(cfg)
+    cfg.understanding = dataclasses.replace(cfg.understanding, deepstack=False, positions="compact",
+                                            attention="bidirectional")
+    cfg.generation.tokenizer.weights = None
+    cfg.generation.expert.pretrained = None
+    cfg.action.expert.pretrained = None
+    return cfg
+
+
+def _features(stats: dict, names: list[str], where: str) -> FeatureStats:
+    """mean/std of several official features concatenated in order (the official robot layouts)."""
+    missing = [n for n in names if n not in stats]
+    if missing:
+        raise OfficialImportError(f"{where}: no feature {missing[0]!r} (features: {sorted(stats)}); choose them with "
+                           "--state-features / --action-features")
+    parts = {}
+    for key in ("mean", "std"):
+        try:
+            parts[key] = np.concatenate([np.asarray(stats[n][key], dtype=np.float64).reshape(-1) for n in names])
+        except (KeyError, TypeError, ValueError) as err:
+            raise OfficialImportError(f"{where}: feature(s) {names} lack a numeric {key!r} ({err})") from err
+    return FeatureStats(parts["mean"], parts["std"], None, None, where=f"{where}: {'+'.join(names)}")
+
+
+def read_stats(src: Path, robot_type: str | None, state_features: list[str], action_features: list[str],
+               action_mode: str, absolute_dims: list[int]) -> tuple[str, DatasetNorm]:
+    """(robot type, its `DatasetNorm`) from ``SRC/stats.json`` = {robot_type: {feature: {mean, std, …}}}."""
+    path = src / "stats.json"
+    doc = _json(path)
+    if not isinstance(doc, dict) or not doc:
+        raise OfficialImportError(f"{path}: expected {{robot_type: {{feature: statistics}}}}, got {type(doc).__name__}")
+    if robot_type is None:
+        if len(doc) != 1:
+            raise OfficialImportError(f"{path}: holds robot types {sorted(doc)}; choose one with --robot-type")
+        robot_type = next(iter(doc))
+    if robot_type not in doc:
+        raise OfficialImportError(f"{path}: no robot type {robot_type!r} (robot types: {sorted(doc)})")
+    where = f"{path}: {robot_type}"
+    try:
+        norm = DatasetNorm(_features(doc[robot_type], state_features, where),
+                           _features(doc[robot_type], action_features, where),
+                           "mean_std_eps", action_mode, absolute_dims)
+    except (KeyError, ValueError) as err:
+        raise OfficialImportError(str(err.args[0])) from err
+    return robot_type, norm
+
+
+def action_setting(src: Path, robot_type: str, mode: str | None, dims: list[int] | None) -> tuple[str, list[int]]:
+    """Delta or absolute actions (``--action-mode``, else ``train_config.json: dataset.action_mode``)
+    and the dims that stay absolute (``--absolute-dims``, else the official table)."""
+    if mode is None:
+        path = src / "train_config.json"
+        found = (_json(path).get("dataset") or {}).get("action_mode") if path.is_file() else None
+        if found is None:
+            raise OfficialImportError(f"{src}: no train_config.json with dataset.action_mode; say --action-mode "
+                               "delta or absolute (the official pre-training and RoboTwin runs use delta)")
+        mode = {"abs": "absolute", "delta": "delta"}.get(found)
+        if mode is None:
+            raise OfficialImportError(f"{path}: dataset.action_mode = {found!r}, expected 'abs' or 'delta'")
+    if mode == "absolute":
+        return mode, []
+    if dims is None:
+        if robot_type not in OFFICIAL_ABSOLUTE_DIMS:
+            raise OfficialImportError(f"robot type {robot_type!r} has no known gripper dims for delta actions; say "
+                               f"--absolute-dims (known: {sorted(OFFICIAL_ABSOLUTE_DIMS)})")
+        dims = OFFICIAL_ABSOLUTE_DIMS[robot_type]
+    return mode, list(dims)
+
+
+# --- weights ------------------------------------------------------------------------------------
+def a1_key(key: str) -> str | None:
+    """The a1 name of an official key (None: not a policy weight we know)."""
+    for old, new in PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def map_weights(path: Path, expected: dict[str, torch.Size], tied: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Read the official ``model.safetensors`` as float32 a1 weights, checked key by key and shape
+    by shape against ``expected``; ``tied``: a1 key → the a1 key it is tied to (stored once)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise OfficialImportError(f"{path}: not found")
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except Exception as err:  # safetensors raises several types for corrupt files
+        raise OfficialImportError(f"{path}: unreadable safetensors file ({err})") from err
+    out, unknown = {}, []
+    with handle as f:
+        for key in f.keys():
+            name = a1_key(key)
+            if name is None:
+                unknown.append(key)
+                continue
+            out[name] = f.get_tensor(key)
+    out = drop_patcher_buffers(out)
+    for name, source in tied.items():
+        if name not in out and source in out:
+            out[name] = out[source]
+    _check_keys(path, out, expected, unknown)
+    return {k: v.float().contiguous().clone() for k, v in out.items()}
+
+
+def _check_keys(path: Path, got: dict[str, torch.Tensor], expected: dict[str, torch.Size], unknown: list[str]) -> None:
+    back = {new: old for old, new in PREFIXES}
+
+    def official(name: str) -> str:
+        for new, old in back.items():
+            if name.startswith(new):
+                return old + name[len(new):]
+        return name
+
+    problems = [f"unknown key {k}" for k in unknown[:5]]
+    problems += [f"missing key {official(k)} (a1 {k}, shape {tuple(s)})" for k, s in expected.items() if k not in got][:5]
+    problems += [f"unexpected key {official(k)}" for k in got if k not in expected][:5]
+    problems += [f"{official(k)}: shape {tuple(v.shape)}, a1 {k} expects {tuple(expected[k])}"
+                 for k, v in got.items() if k in expected and v.shape != expected[k]][:5]
+    if problems:
+        raise OfficialImportError(f"{path}: does not fit the a1 architecture: " + "; ".join(problems))
+
+
+def fold_conventions(weights: dict[str, torch.Tensor], cfg: PolicyConfig) -> None:
+    """Official flow time t = 1 − τ → a1's τ, in place: the time half of ``time_mlp_in`` re-expressed,
+    the velocity output negated (the official target is ε − a, a1's a − ε)."""
+    hidden = cfg.action.expert.hidden_size
+    w = weights[TIME_IN]  # (H, 2H): [noisy-action features | time embedding]
+    weights[TIME_IN] = torch.cat([w[:, :hidden], fold_mirrored_time(w[:, hidden:], *cfg.action.time_embedding_periods)], 1)
+    for p in ("weight", "bias"):
+        weights[ACTION_OUT + p] = -weights[ACTION_OUT + p]
+
+
+def tied_names(model: torch.nn.Module) -> dict[str, str]:
+    """a1 key → another a1 key holding the same parameter (tied embeddings, stored once officially)."""
+    first: dict[int, str] = {}
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name], tied[first[id(p)]] = first[id(p)], name
+        else:
+            first[id(p)] = name
+    return tied
+
+
+# --- the import ---------------------------------------------------------------------------------
+def _build_meta(cfg: PolicyConfig, tokenizer) -> torch.nn.Module:
+    """The a1 model on the meta device (keys and shapes only). The backbone architecture comes from
+    ``understanding.pretrained``'s config.json (its weights are not read) or the config's fields."""
+    from transformers import AutoConfig
+
+    from a1.model.policy import InternVLAA1
+    from a1.model.understanding import backbone_config
+
+    und = cfg.understanding
+    with tempfile.TemporaryDirectory() as tmp:
+        arch = AutoConfig.from_pretrained(und.pretrained) if und.pretrained else backbone_config(und, tokenizer)
+        arch.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        build = dataclasses.replace(cfg, understanding=dataclasses.replace(und, pretrained=tmp))
+        with torch.device("meta"):
+            return InternVLAA1(build)
+
+
+def import_official(src: str | Path, out: str | Path, config: str | Path = "configs/pretrain_3b.yaml",
+                    tokenizer_dir: str | Path | None = None, robot_type: str | None = None,
+                    action_mode: str | None = None, absolute_dims: list[int] | None = None,
+                    state_features: list[str] | None = None, action_features: list[str] | None = None) -> Path:
+    """Write the a1 policy folder ``out`` for the official checkpoint ``src``; returns ``out``."""
+    from a1.policy_folder import write_policy_folder
+
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise OfficialImportError(f"{src}: not a folder")
+    official = read_official_config(src)
+    try:
+        cfg = official_policy_config(policy_config(config))
+    except (ConfigError, OSError) as err:
+        raise OfficialImportError(f"{config}: {err}") from err
+    check_settings(official, cfg, src, str(config))
+    tok_dir = tokenizer_dir or cfg.understanding.pretrained
+    if tok_dir is None:
+        raise OfficialImportError(f"{config}: the import needs the checkpoint's tokenizer: --tokenizer DIR, or "
+                                  "model.policy.understanding.pretrained")
+    tokenizer = load_tokenizer(str(tok_dir))
+    model = _build_meta(cfg, tokenizer)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    weights = map_weights(src / "model.safetensors", expected, tied_names(model))
+    fold_conventions(weights, cfg)
+    robot, norm = _normalization(src, robot_type, action_mode, absolute_dims, state_features, action_features)
+    processor = {"image_size": int(official.get("image_resolution", [224, 224])[0]), "history": HISTORY,
+                 "geometry": "letterbox"}
+    meta = {"version": a1.__version__, "source": f"official InternVLA-A1 checkpoint {src.name}",
+            "global_step": 0, "ema": False}
+    cfg.understanding.pretrained = str(tok_dir)  # recorded; the folder carries the backbone's config
+    policy = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return write_policy_folder(out, weights, policy, {robot: norm.to_dict()}, processor, meta, tokenizer,
+                               model.understanding.backbone.config.to_dict())
+
+
+def _normalization(src: Path, robot_type: str | None, action_mode: str | None, absolute_dims: list[int] | None,
+                   state_features: list[str] | None, action_features: list[str] | None) -> tuple[str, DatasetNorm]:
+    robot, _ = read_stats(src, robot_type, state_features or ["observation.state"],
+                          action_features or ["action"], "absolute", [])
+    mode, dims = action_setting(src, robot, action_mode, absolute_dims)
+    return read_stats(src, robot, state_features or ["observation.state"], action_features or ["action"], mode, dims)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m a1.import_official", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="official checkpoint folder (model.safetensors, config.json, stats.json)")
+    parser.add_argument("out", help="output a1 policy folder")
+    parser.add_argument("--config", default="configs/pretrain_3b.yaml",
+                        help="a1 config whose model.policy gives the architecture (default: %(default)s)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer folder (default: the config's understanding.pretrained folder)")
+    parser.add_argument("--robot-type", default=None,
+                        help="robot type in stats.json whose statistics to use (default: the only one)")
+    parser.add_argument("--action-mode", choices=["delta", "absolute"], default=None,
+                        help="actions are deltas to the state or absolute (default: train_config.json)")
+    parser.add_argument("--absolute-dims", type=int, nargs="*", default=None,
+                        help="action dims that stay absolute with delta actions (default: the official "
+                             "table per robot type, e.g. 6 13 for ALOHA-style arms)")
+    parser.add_argument("--state-features", nargs="+", default=None,
+                        help="stats.json features concatenated into the state (default: observation.state)")
+    parser.add_argument("--action-features", nargs="+", default=None,
+                        help="stats.json features concatenated into the action (default: action)")
+    args = parser.parse_args(argv)
+    try:
+        out = import_official(args.src, args.out, args.config, args.tokenizer, args.robot_type, args.action_mode,
+                              args.absolute_dims, args.state_features, args.action_features)
+    except OfficialImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"imported {args.src} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
