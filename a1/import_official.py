@@ -18,8 +18,10 @@ official code does:
 - flow time: the official t = 1 − τ (t = 1 is noise, target ε − a) is folded into the weights —
   the time-embedding columns of ``action_time_mlp_in`` by `a1.model.flow.fold_mirrored_time`, and
   ``action_out_proj`` negated; a1's sampler counts time as the official one does;
-- ``understanding.deepstack: false`` (the official code discards DeepStack features) and
-  ``understanding.positions: compact`` (masked tokens compacted away from the rotary positions);
+- ``understanding.deepstack: false`` (the official code discards DeepStack features),
+  ``understanding.positions: compact`` (masked tokens compacted away from the rotary positions) and
+  ``understanding.rotary_precision: bfloat16`` (the official model casts itself to bf16 at
+  construction, its rotary frequencies included);
 - frames letterboxed to the official 224² (``processor.geometry: letterbox``), m = 15;
 - ``stats.json`` of one robot type → normalisation ``mean_std_eps`` ((x − mean)/(std + 1e-6)), with
   the official delta-action setting (``train_config.json: dataset.action_mode``) and its absolute
@@ -138,7 +140,7 @@ def official_policy_config(cfg: PolicyConfig) -> PolicyConfig:
     """The a1 settings that reproduce the official code (module docstring); weights come from SRC."""
     cfg = copy.deepcopy(cfg)
     cfg.understanding = dataclasses.replace(cfg.understanding, deepstack=False, positions="compact",
-                                            attention="bidirectional")
+                                            rotary_precision="bfloat16", attention="bidirectional")
     cfg.generation.tokenizer.weights = None
     cfg.generation.expert.pretrained = None
     cfg.action.expert.pretrained = None

@@ -198,11 +198,12 @@ class LoadedPolicy:
         ``noise``: optional (k, max_dim) initial noise, for reproducible outputs."""
         proc = self.processor(normalization)
         device = next(self.policy.parameters()).device
-        obs = proc.observation(raw).to(device)
+        parsed = proc.parse(raw)
+        obs = proc.observation(parsed).to(device)
         if noise is not None:
             noise = proc.check_noise(noise).to(device)
         chunk = self.policy.sample_actions(obs, noise=noise)
-        return proc.raw_actions(chunk)
+        return proc.raw_actions(chunk, parsed.state)
 
 
 def _read_json(path: Path) -> Any:
@@ -291,7 +292,7 @@ def _swap_tokenizer(policy: InternVLAA1, tokenizer, folder: Path) -> None:
     und.tokenizer = tokenizer
 
 
-def _read_config(folder: Path) -> tuple[dict, PolicyConfig, ProcessorSettings | None]:
+def read_config(folder: Path) -> tuple[dict, PolicyConfig, ProcessorSettings | None]:
     """``config.json`` of a policy folder, checked: (the document, the policy config, the processor
     settings or None) — without building the model."""
     doc = _read_json(folder / CONFIG)
@@ -311,7 +312,7 @@ def load_policy(folder: str | Path, device: str | torch.device = "cpu") -> Loade
     folder = Path(folder)
     if not folder.is_dir():
         raise PolicyLoadError(f"policy folder not found: {folder}")
-    doc, cfg, settings = _read_config(folder)
+    doc, cfg, settings = read_config(folder)
     weights_path = folder / WEIGHTS
     state, metadata = _read_weights(weights_path)
     _check_config(doc["policy"], metadata, folder / CONFIG, weights_path)

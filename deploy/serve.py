@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt", default=None, help="instruction for observations that carry no 'prompt'")
     parser.add_argument("--no-compile", action="store_true", help="run eager PyTorch (no torch.compile)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--tokenizer-dtype", choices=["bfloat16", "float32"], default=None,
+                        help="dtype of the Cosmos tokenizer alone (default: the runtime's, bfloat16 on CUDA)")
     parser.add_argument("--max-message-mb", type=float, default=64.0,
                         help="largest observation message in MiB (default 64); larger ones close the "
                              "connection with code 1009")
@@ -71,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         robot = load_robot_config(args.robot)
         if not folder.is_dir():
             raise PolicyLoadError(f"policy folder not found: {folder}")
+        options = RuntimeOptions(compile=not args.no_compile, device=args.device, tokenizer_dtype=args.tokenizer_dtype)
         runtime = PolicyRuntime.load(folder, normalization=args.normalization or robot.normalization,
-                                     cameras=robot.cameras, options=RuntimeOptions(compile=not args.no_compile, device=args.device))
+                                     cameras=robot.cameras, options=options)
         metadata = {"robot": robot.name, "control_rate_hz": robot.control_rate_hz, "policy": folder.resolve().name}
         server = PolicyServer(runtime, robot.cameras, metadata, execute=args.execute or robot.execute,
                               host=args.host, port=args.port, api_key=args.api_key or None,

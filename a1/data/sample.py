@@ -109,10 +109,11 @@ def check_pixel_range(frames: np.ndarray, top: float, where: str) -> None:
 
 def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
     """(h, w) of a ``height`` × ``width`` frame scaled, aspect ratio kept, to fit ``size``²: both
-    sides times min(size/height, size/width), rounded with Python's ``round`` (halves to even), as
-    the InternVLA-A1 code does."""
+    sides times min(size/height, size/width) in double precision, rounded with Python's ``round``
+    (halves to even), as the InternVLA-A1 code does."""
+    height, width = int(height), int(width)  # Python numbers: the official arithmetic, not numpy's
     scale = min(size / height, size / width)
-    h, w = int(round(height * scale)), int(round(width * scale))
+    h, w = round(height * scale), round(width * scale)  # Python's round: halves to even
     if h < 1 or w < 1:
         raise ValueError(f"a {height}×{width} frame cannot be letterboxed to {size}²: a side would be 0 pixels")
     return h, w

@@ -123,6 +123,8 @@ def check_stats_record(data: dict, want: dict, where: str) -> None:
     got = {k: data.get(k, ABSOLUTE[k]) for k in ABSOLUTE}
     if got["action_mode"] == "absolute":
         got = dict(ABSOLUTE)
+    elif isinstance(got["absolute_dims"], list) and all(isinstance(d, int) for d in got["absolute_dims"]):
+        got["absolute_dims"] = sorted(got["absolute_dims"])
     if got != want:
         flags = "" if want["action_mode"] == "absolute" else (
             f" --action-mode delta --absolute-dims {','.join(map(str, want['absolute_dims']))} "

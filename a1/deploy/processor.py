@@ -35,7 +35,6 @@ from torch import Tensor
 
 from a1.batch import Observation
 from a1.data.collate import Collator, DatasetNorm
-from a1.data.normalize import unnormalize
 from a1.data.sample import GEOMETRIES, Geometry, Sample, check_pixel_range, fit_frames
 from a1.model.config import PolicyConfig
 
@@ -244,8 +243,10 @@ class Processor:
             raise ValueError(f"noise: expected a float (k, max_dim) = {want} array, got {tuple(t.shape)} {t.dtype}")
         return t.float()[None]
 
-    def raw_actions(self, chunk: Tensor | np.ndarray) -> np.ndarray:
-        """(k, max_dim) or (1, k, max_dim) normalised, padded actions → (k, action_dim) raw float32."""
+    def raw_actions(self, chunk: Tensor | np.ndarray, state: np.ndarray) -> np.ndarray:
+        """(k, max_dim) or (1, k, max_dim) normalised, padded actions and the observation's raw (D,)
+        state → (k, action_dim) raw float32 (delta actions get the state added back:
+        `DatasetNorm.actions_to_raw`)."""
         if isinstance(chunk, Tensor):
             chunk = chunk.detach().float().cpu().numpy()
         chunk = np.asarray(chunk)
@@ -253,4 +254,4 @@ class Processor:
             if chunk.shape[0] != 1:
                 raise ValueError(f"raw_actions: one chunk at a time, got a batch of {chunk.shape[0]}")
             chunk = chunk[0]
-        return unnormalize(chunk[:, : self.action_dim], self.norm.action, self.norm.mode)
+        return self.norm.actions_to_raw(chunk[:, : self.action_dim], state)

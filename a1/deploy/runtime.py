@@ -61,6 +61,10 @@ class RuntimeOptions:
     """Device; None: ``cuda`` when available, else ``cpu``."""
     dtype: str | None = None
     """``bfloat16`` / ``float32``; None: bfloat16 on CUDA, float32 on CPU."""
+    tokenizer_dtype: str | None = None
+    """dtype of the frozen Cosmos tokenizer alone; None: ``dtype``. ``bfloat16`` is the official
+    InternVLA-A1 path (faster; its latents are not reproducible across machines), ``float32`` the
+    reference one (an imported official policy then matches the official fp32 outputs to ~1e-6)."""
     num_steps: int | None = None
     """K Euler steps; None: the policy's ``action.num_steps``."""
     warmup: int = 2
@@ -88,11 +92,14 @@ class PolicyRuntime:
         self.options = options
         self.device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         name = options.dtype or ("bfloat16" if self.device.type == "cuda" else "float32")
-        if name not in ("bfloat16", "float32"):
-            raise ValueError(f"dtype must be bfloat16 or float32, got {name!r}")
+        for key, value in (("dtype", name), ("tokenizer_dtype", options.tokenizer_dtype or name)):
+            if value not in ("bfloat16", "float32"):
+                raise ValueError(f"{key} must be bfloat16 or float32, got {value!r}")
         self.dtype = getattr(torch, name)
         self.loaded, self.processor = loaded, processor
         self.policy = loaded.policy.to(self.device, self.dtype).eval()
+        if self.policy.foresight is not None:
+            self.policy.foresight.tokenizer.to(getattr(torch, options.tokenizer_dtype or name))
         self.num_steps = options.num_steps or loaded.config.action.num_steps
         self._lock = threading.Lock()
         self._generator = torch.Generator(self.device).manual_seed(options.seed)
@@ -152,7 +159,7 @@ class PolicyRuntime:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             ms = (time.perf_counter() - t0) * 1e3
-        return Chunk(self.processor.raw_actions(chunk), ms, frames)
+        return Chunk(self.processor.raw_actions(chunk, raw.state), ms, frames)
 
     @torch.inference_mode()
     def _infer(self, obs, noise: torch.Tensor | None, foresight: bool) -> tuple[torch.Tensor, np.ndarray | None]:

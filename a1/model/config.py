@@ -69,6 +69,12 @@ class UnderstandingConfig:
     them (its released weights were trained without), so imported official policies set ``false``.
     Ignored by InternVL (no DeepStack)."""
 
+    rotary_precision: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the rotary inverse frequencies (language model and vision tower): ``float32``
+    as the backbone computes them, or rounded to ``bfloat16`` as in the official InternVLA-A1
+    model, which casts itself to bf16 at construction, buffers included — its released weights
+    were trained with those rounded frequencies (they move positions ~300 by up to ~0.1 rad)."""
+
     positions: Literal["layout", "compact"] = "layout"
     """Rotary positions of the understanding tokens when a view is missing. ``layout``: every token
     keeps the position of its slot in the full layout (a missing view leaves a gap; positions never
@@ -160,3 +166,27 @@ class PolicyConfig:
     """Camera views, in order (paper: head, left wrist, right wrist)."""
     gradient_checkpointing: bool = False
     """Recompute each MoT layer in the backward pass to save activation memory."""
+
+
+COMPUTATION_KEYS: tuple[str, ...] = (
+    "views",
+    "understanding.family", "understanding.image_size", "understanding.image_mean", "understanding.image_std",
+    "understanding.max_text_tokens", "understanding.attention", "understanding.deepstack",
+    "understanding.positions", "understanding.rotary_precision",
+    "generation.enabled", "generation.image_size", "generation.token_grid", "generation.num_frames",
+    "action.chunk_size", "action.max_dim", "action.time_embedding_periods",
+)
+"""Settings that change what a policy's weights compute without changing their shapes: weights
+trained under one value act differently under another, so loading them elsewhere must agree."""
+
+
+def computation_diff(a: PolicyConfig, b: PolicyConfig) -> list[str]:
+    """``key: a vs b`` for every `COMPUTATION_KEYS` setting where the two configs differ."""
+    out = []
+    for key in COMPUTATION_KEYS:
+        va, vb = a, b
+        for part in key.split("."):
+            va, vb = getattr(va, part), getattr(vb, part)
+        if va != vb:
+            out.append(f"{key}: {va!r} vs {vb!r}")
+    return out

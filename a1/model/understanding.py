@@ -110,6 +110,16 @@ def _check_preprocessor(cfg: UnderstandingConfig) -> None:
             raise ValueError(f"understanding.{key}={have} differs from {path} ({key}={want})")
 
 
+@torch.no_grad()
+def _round_rotary_to_bf16(backbone: nn.Module) -> None:
+    """Round every rotary ``inv_freq`` (language model, vision tower) to bf16 values, in place."""
+    for module in backbone.modules():
+        for name in ("inv_freq", "original_inv_freq"):
+            value = getattr(module, name, None)
+            if isinstance(value, Tensor) and value.is_floating_point():
+                value.copy_(value.to(torch.bfloat16).to(value.dtype))
+
+
 class UnderstandingExpert(nn.Module):
     """Wraps the transformers MLLM; exposes its LM layers to the MoT loop."""
 
@@ -119,6 +129,8 @@ class UnderstandingExpert(nn.Module):
         self.num_views = num_views
         self.tokenizer = load_tokenizer(cfg.pretrained)
         self.backbone = _build_backbone(cfg, self.tokenizer)
+        if cfg.rotary_precision == "bfloat16":
+            _round_rotary_to_bf16(self.backbone)
         self.tokens_per_image = self._tokens_per_image()
         with torch.device("cpu"):  # static layout; computed on CPU even when built on "meta"
             ids, view = image_layout(self.tokenizer, cfg.family, num_views, self.tokens_per_image)

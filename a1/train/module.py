@@ -27,7 +27,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from a1.batch import Batch
 from a1.model import flow
-from a1.model.config import PolicyConfig
+from a1.model.config import PolicyConfig, computation_diff
 from a1.model.policy import InternVLAA1, joint_loss, masked_mean
 from a1.train.optim import OptimConfig, build_optimizer, build_scheduler
 
@@ -96,6 +96,15 @@ class A1Module(L.LightningModule):
         file = Path(folder) / "model.safetensors"
         if not file.is_file():
             raise FileNotFoundError(f"model.init_from: {file} not found (export a checkpoint with python -m a1.export)")
+        config = Path(folder) / "config.json"
+        if config.is_file():  # the weights must compute here what they computed there
+            from a1.policy_folder import read_config
+
+            diffs = computation_diff(read_config(Path(folder))[1], self.policy.cfg)
+            if diffs:
+                raise ValueError(f"model.init_from: {folder} was trained/imported with other settings than "
+                                 f"model.policy ({'; '.join(diffs)}): set them as the folder's config.json has them "
+                                 "(an imported official policy: add configs/official_3b.yaml)")
         state = load_file(str(file))
         try:
             self.policy.load_state_dict(state, strict=True)

@@ -107,7 +107,7 @@ def _official_letterbox(frames_u8: np.ndarray, size: int) -> torch.Tensor:
     x = torch.from_numpy(frames_u8).float() / 255.0
     H, W = x.shape[-2:]
     scale = min(size / H, size / W)
-    h, w = int(round(H * scale)), int(round(W * scale))
+    h, w = round(H * scale), round(W * scale)
     x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
     top, left = (size - h) // 2, (size - w) // 2
     x = torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top), value=0.0)

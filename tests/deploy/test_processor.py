@@ -89,7 +89,7 @@ def test_chunk_back_to_raw_actions(dataset):
     batch = _training_observation(episode, 2, norm)
     raw = episode.vectors()[1][2:2 + batch.actions.shape[1]]
     proc = _processor(norm)
-    got = proc.raw_actions(batch.actions)  # the normalised, padded training target
+    got = proc.raw_actions(batch.actions, episode.vectors()[0][2])  # the normalised, padded training target
     np.testing.assert_allclose(got[: len(raw)], raw, atol=1e-4)
     assert got.shape == (tiny_qwen().action.chunk_size, 14) and got.dtype == np.float32
     # the state goes through the training normalisation and padding

@@ -162,10 +162,10 @@ def test_undecodable_video_stops_the_run_naming_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([P2B, "--data.options.image_size=224"], "data.options.image_size=224 is too small for "
-                                             "model.policy.understanding.image_size=448.*--data.options.image_size=448"),
-    ([TINY, "--data.options.image_size=48"], "data.options.image_size=48 is too small for "
-                                             "model.policy.understanding.image_size=64"),
+    ([P2B, "--data.options.image_size=224"], ("data.options.image_size=224 is too small for "
+                                              "model.policy.understanding.image_size=448.*--data.options.image_size=448")),
+    ([TINY, "--data.options.image_size=48"], ("data.options.image_size=48 is too small for "
+                                              "model.policy.understanding.image_size=64")),
     ([TINY, "--model.policy.understanding.image_size=48", "--data.options.image_size=48"],
      "model.policy.generation.image_size=64"),
 ])
