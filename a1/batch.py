@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
 IMAGE_DTYPES = (torch.uint8, torch.float32)
 """Dtypes of ``images`` / ``future_images`` (both in the 0–255 scale)."""
 

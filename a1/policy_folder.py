@@ -118,7 +118,8 @@ def _readme(meta: dict, policy: dict, normalization: dict, processor: dict | Non
     datasets = ", ".join(f"`{d}` ({n.get('mode')}, {n.get('action_mode', 'absolute')} actions)"
                          for d, n in normalization.items()) or "none"
     action = policy["action"]
-    proc = (f"frames resized to {processor['image_size']}², t−m with m = {processor['history']}" if processor
+    proc = (f"frames fitted to {processor['image_size']}² ({processor.get('geometry', 'stretch')}), "
+            f"t−m with m = {processor['history']}" if processor
             else "none (trained without an A1DataModule: raw observations cannot be processed)")
     return f"""# a1 exported policy
 

@@ -100,6 +100,7 @@ def random_policy(config: str | Path = "configs/tiny.yaml", dims: int = 14, name
     from a1.config import policy_config
     from a1.data.collate import DatasetNorm
     from a1.data.normalize import FeatureStats
+    from a1.data.sample import DEFAULT_GEOMETRY
     from a1.deploy.processor import ProcessorSettings
     from a1.model.policy import InternVLAA1
     from a1.policy_folder import LoadedPolicy
@@ -111,7 +112,7 @@ def random_policy(config: str | Path = "configs/tiny.yaml", dims: int = 14, name
     stats = FeatureStats.from_dict(random_stats(dims, seed), f"random statistics {name!r}")
     meta = {"version": "random", "source": f"random init of {config}", "global_step": 0, "ema": False}
     return LoadedPolicy(model, cfg, {name: DatasetNorm(stats, stats, "mean_std")}, model.understanding.tokenizer,
-                        meta, ProcessorSettings(image_size, history))
+                        meta, ProcessorSettings(image_size, history, DEFAULT_GEOMETRY))
 
 
 def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yaml", **kwargs) -> Path:

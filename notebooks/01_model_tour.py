@@ -275,12 +275,13 @@ plt.show()
 # ## Inference: actions and a foresight frame
 #
 # `sample_actions` runs understanding + generation **once**, caches their keys and values, and
-# then runs only the action expert for the 10 Euler steps. With `foresight=True` it also decodes
-# the generation expert's predicted latent into images, (B, V, 3, H, W) uint8.
+# then runs only the action expert for the 10 Euler steps. `foresight_frames` decodes the
+# generation expert's predicted latent into images, (B, V, 3, H, W) uint8.
 
 # %%
 model.eval()
-actions, foresight_frames = model.sample_actions(obs, foresight=True)
+actions = model.sample_actions(obs)
+foresight_frames = model.foresight_frames(obs)
 print("actions:", tuple(actions.shape), " foresight frames:", tuple(foresight_frames.shape), foresight_frames.dtype)
 dims = batch.action_dim_mask[0]
 err = (actions[0][:, dims] - batch.actions[0][:, dims]).abs().mean()

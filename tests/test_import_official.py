@@ -179,3 +179,24 @@ def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "a1.import_official", str(tmp_path / "nothing"), str(tmp_path / "o"),
                            "--config", str(CONFIG)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_key_of_the_3b_model_has_an_official_name():
+    """The 3B architecture (configs/pretrain_3b.yaml, on the meta device): every a1 weight comes from
+    one official prefix, and the official key names of the tiny checkpoint map onto a1's 3B modules."""
+    from a1.config import policy_config
+    from a1.import_official import PREFIXES, _build_meta, a1_key, official_policy_config
+    from a1.model.prompt import byte_tokenizer
+
+    cfg = official_policy_config(policy_config(ROOT / "configs" / "pretrain_3b.yaml"))
+    cfg.understanding.pretrained = None
+    model = _build_meta(cfg, byte_tokenizer())
+    keys = set(model.state_dict())
+    unmapped = [k for k in keys if not any(k.startswith(new) for _, new in PREFIXES)]
+    assert unmapped == []
+    official = [line.split()[0] for line in (FIXTURE / "keys.txt").read_text().splitlines() if line.startswith("model.")]
+    names = {a1_key(k) for k in official} - {None}
+    layer = lambda k: ".".join("N" if p.isdigit() else p for p in k.split("."))  # noqa: E731
+    tiny = {layer(k) for k in names if not k.endswith(("wavelets", "_arange"))}
+    big = {layer(k) for k in keys}
+    assert tiny <= big | {layer("understanding.backbone.lm_head.weight")}

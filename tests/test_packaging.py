@@ -1,8 +1,8 @@
 """environment.yml mirrors pyproject.toml; the CI script runs the README's commands."""
 
 import re
-import tomllib
 
+import tomllib
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT

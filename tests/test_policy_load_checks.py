@@ -12,8 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from a1.export import ExportError, export
-from a1.policy_folder import POLICY_CONFIG_KEY
-from a1.policy_folder import PolicyLoadError, load_policy
+from a1.policy_folder import POLICY_CONFIG_KEY, PolicyLoadError, load_policy
 from tests.conftest import tiny_qwen
 from tests.test_export import NORMALIZATION, trained  # noqa: F401 - the module fixture (a real 2-step fit)
 

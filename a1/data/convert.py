@@ -50,8 +50,16 @@ from tqdm import tqdm
 
 from a1.data.lerobot import DatasetError
 from a1.data.sample import DEFAULT_GEOMETRY, GEOMETRIES, Geometry, resize
-from a1.data.shards import (MANIFEST, EpisodeRecord, ShardError, check_shard, manifest_geometry, record_key,
-                            safe_name, write_shard)
+from a1.data.shards import (
+    MANIFEST,
+    EpisodeRecord,
+    ShardError,
+    check_shard,
+    manifest_geometry,
+    record_key,
+    safe_name,
+    write_shard,
+)
 from a1.data.sources import DatasetConfig, ViewError, open_source, suggest_cameras
 from a1.data.stats import add_action_flags, dataset_record, dataset_stats
 

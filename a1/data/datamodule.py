@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 
 from a1.data.assign import DatasetSpec
 from a1.data.collate import Collator, DatasetNorm
+from a1.data.lerobot import DatasetError
 from a1.data.mixture import SlotMixture, build_mixture
 from a1.data.normalize import FeatureStats
-from a1.data.lerobot import DatasetError
 from a1.data.pools import BadSampleLimit, split_episodes
 from a1.data.shards import read_manifest
 from a1.data.sources import DatasetConfig, check_shard_views, open_source

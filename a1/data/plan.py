@@ -21,7 +21,6 @@ from a1.data.assign import DatasetSpec, num_slots_for, slot_position
 from a1.data.mixture import SlotMixture, build_mixture, simulate_frequencies, total_variation
 
 
-
 class PlanConfigError(ValueError):
     """The config file is unreadable or its dataset list is malformed."""
 

@@ -27,8 +27,15 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from a1.data.lerobot import DatasetError
 from a1.data.mixture import SlotMixture
-from a1.data.pools import (BadDatasetError, BadSampleLimit, EpisodePool, ShardPasses, SkipBudget, StreamPool,
-                           split_episodes)
+from a1.data.pools import (
+    BadDatasetError,
+    BadSampleLimit,
+    EpisodePool,
+    ShardPasses,
+    SkipBudget,
+    StreamPool,
+    split_episodes,
+)
 from a1.data.sample import DEFAULT_GEOMETRY, Geometry, Sample, make_sample
 from a1.data.shards import check_geometry, read_manifest
 from a1.data.sources import DatasetConfig, open_source

@@ -43,8 +43,8 @@ import torch
 
 from a1.deploy.chunks import ChunkQueue
 from a1.deploy.history import FrameHistory
-from a1.model import flow
 from a1.deploy.processor import Processor, RawObservation, absent_views
+from a1.model import flow
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The generation expert's data path: visual foresight (paper §3.2, Fig. 3).
 
-Input tokenisation: every view at frames t−m and t is resized to ``image_size``² and encoded by
-the frozen Cosmos CI8x8 tokenizer into a (16, 32, 32) latent. Token compression: a 1×1 conv
-(16 → hidden) then a k×k, stride-k conv (k = 32 / 4 = 8) gives 4×4 = 16 tokens per image, so
-3 views × 2 frames → 96 tokens. Parallel decoding: the expert's 96 outputs are averaged over
+Input tokenisation: every view at frames t−m and t is resized to ``image_size``² (bilinear, as
+the official code) and encoded by the frozen Cosmos CI8x8 tokenizer into a (16, 32, 32) latent.
+Token compression: a 1×1 conv (16 → hidden) then a k×k, stride-k conv (k = 32 / 4 = 8) gives
+4×4 = 16 tokens per image, so 3 views × 2 frames → 96 tokens. Parallel decoding: the expert's 96 outputs are averaged over
 the two timestamps (48 tokens), a k×k stride-k transposed conv restores the 32×32 grid,
 followed by LayerNorm and Linear(hidden → 16): the predicted latent of frame t+m, trained with
 MSE against the stop-gradient Cosmos latent of the real frame t+m.
@@ -59,8 +59,8 @@ class Foresight(nn.Module):
         lead = images.shape[:-3]
         S = self.cfg.image_size
         x = images.flatten(0, -4).float().div(127.5).sub(1.0)  # [-1, 1]
-        if x.shape[-2:] != (S, S):
-            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+        if x.shape[-2:] != (S, S):  # the official filter: bilinear, no antialias (equal when enlarging)
+            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=False, align_corners=False)
         z = self.tokenizer.encode(x.to(self.proj_in.weight.dtype))
         return z.view(*lead, *z.shape[1:])
 

@@ -1,13 +1,12 @@
 """A dataset written by the lerobot library itself loads unchanged (tests/fixtures/README.md)."""
 
 import numpy as np
+import pytest
 
 from a1.data.datamodule import A1DataModule, DataOptions
 from a1.data.lerobot import LeRobotReader
 from a1.data.sources import DatasetConfig
 from tests.conftest import ROOT
-
-import pytest
 
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE = FIXTURES / "lerobot_v30_aloha"

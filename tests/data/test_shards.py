@@ -19,8 +19,15 @@ from a1.data.convert import convert
 from a1.data.lerobot import LeRobotReader
 from a1.data.normalize import FeatureStats
 from a1.data.sample import make_sample
-from a1.data.shards import (MANIFEST_KEYS, EpisodeRecord, ShardError, manifest_urls, read_episodes, read_manifest,
-                            write_shards)
+from a1.data.shards import (
+    MANIFEST_KEYS,
+    EpisodeRecord,
+    ShardError,
+    manifest_urls,
+    read_episodes,
+    read_manifest,
+    write_shards,
+)
 from a1.data.sources import DatasetConfig
 
 EPISODES, FRAMES, SIZE = 5, 24, 32

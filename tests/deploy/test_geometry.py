@@ -4,12 +4,6 @@ size exactly as training does, keeps them float32 in 0–255 (not rounded), acce
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -18,9 +12,7 @@ from a1.data.sample import fit_frames
 from a1.deploy.history import FrameHistory
 from a1.deploy.processor import ObservationError, Processor, ProcessorSettings
 from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
-from a1.policy_folder import PolicyLoadError, load_policy
 from a1.testing import random_policy
-from tests.conftest import CONFIGS, ROOT
 from tests.data.test_sample import _official_letterbox
 
 S, M = 64, 3  # the tiny policy's frame size; a short history
@@ -129,57 +121,3 @@ def test_an_episode_pairs_the_float_frames_and_plans(loaded):
         ep.t += 1
     chunk = runtime.plan(ep.observe(_raw({view: video[0] for view in runtime.processor.views})))
     assert chunk.actions.shape == (loaded.config.action.chunk_size, 14) and np.isfinite(chunk.actions).all()
-
-
-# --- the geometry travels from training to the policy folder ----------------------------------
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A real 1-step ``python -m a1.fit`` of configs/tiny.yaml (geometry: letterbox), exported."""
-    root = tmp_path_factory.mktemp("run")
-    env = {**os.environ, "A1_CACHE": str(root / "cache"), "A1_PROGRESS": "lines"}
-    fit = [sys.executable, "-m", "a1.fit", "--config", str(CONFIGS / "tiny.yaml"), "--trainer.max_steps=1",
-           f"--trainer.default_root_dir={root / 'out'}", "--trainer.val_check_interval=null",
-           "--trainer.limit_val_batches=0", "--data.num_workers=0", "--data.batch_size=2",
-           "--trainer.enable_model_summary=false"]
-    proc = subprocess.run(fit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = root / "out" / "checkpoints" / "last.ckpt"
-    folder = root / "policy"
-    proc = subprocess.run([sys.executable, "-m", "a1.export", str(ckpt), str(folder)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return ckpt, folder
-
-
-def test_the_exported_policy_processes_frames_as_it_was_trained(exported, tmp_path):
-    ckpt, folder = exported
-    assert torch.load(ckpt, weights_only=False)["a1_processor"] == {"image_size": 64, "history": 15,
-                                                                     "geometry": "letterbox"}
-    assert json.loads((folder / "config.json").read_text())["processor"]["geometry"] == "letterbox"
-    policy = load_policy(folder)
-    assert policy.settings == ProcessorSettings(64, 15, "letterbox")
-    frame = _camera(48, 80, 9)
-    obs = policy.processor().observation(_raw({view: frame for view in policy.config.views}))
-    want = fit_frames(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]), 64, "letterbox")[0]
-    torch.testing.assert_close(obs.images[0, 0, 1], torch.from_numpy(want), rtol=0, atol=0)
-    rows = obs.images[0, 0, 1].amax(dim=(0, 2))  # 48×80 → 38×64 content, 13 zero rows above and below
-    assert (rows[:13] == 0).all() and (rows[13:51] > 0).all() and (rows[51:] == 0).all()
-
-
-@pytest.mark.parametrize("processor, want", [
-    ({"image_size": 64, "history": 15}, "stretch"),  # folders exported before the key: trained stretched
-    ({"image_size": 64, "history": 15, "geometry": "stretch"}, "stretch"),
-    ({"image_size": 64, "history": 15, "geometry": "crop"}, r"processor\.geometry: 'crop' is not one of"),
-])
-def test_older_and_edited_folders(exported, tmp_path, processor, want):
-    _, folder = exported
-    copy = tmp_path / "policy"
-    shutil.copytree(folder, copy)
-    doc = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**doc, "processor": processor}))
-    if want == "stretch":
-        assert load_policy(copy).settings.geometry == "stretch"
-    else:
-        with pytest.raises(PolicyLoadError, match=want):
-            load_policy(copy)

@@ -39,7 +39,7 @@ def monkeypatch_module():
 
 def _processor(norm, absent=("right_wrist",)):
     cfg = tiny_qwen()
-    return Processor(cfg, ProcessorSettings(image_size=SIZE, history=M), load_tokenizer(None), norm, "aloha", absent)
+    return Processor(cfg, ProcessorSettings(image_size=SIZE, history=M, geometry="letterbox"), load_tokenizer(None), norm, "aloha", absent)
 
 
 def _raw(episode, t, layout="hwc", stacked=False):
@@ -57,14 +57,16 @@ def _raw(episode, t, layout="hwc", stacked=False):
 
 def _training_observation(episode, t, norm):
     cfg = tiny_qwen()
-    sample = make_sample(episode, t, cfg.views, M, cfg.action.chunk_size, 0, "test", SIZE)
+    sample = make_sample(episode, t, cfg.views, M, cfg.action.chunk_size, 0, "test", SIZE, "letterbox")
     collate = Collator(load_tokenizer(None), cfg.understanding.max_text_tokens, cfg.action.chunk_size,
                        cfg.action.max_dim, {0: norm})
     return collate([sample])
 
 
 def _assert_same(got, want):
-    for field in ("images", "image_mask", "tokens", "token_mask", "state", "state_mask"):
+    # deployment keeps the resized frames float; training stores them rounded to uint8
+    torch.testing.assert_close(got.images, want.images.float(), rtol=0, atol=0.5, msg="images")
+    for field in ("image_mask", "tokens", "token_mask", "state", "state_mask"):
         torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=0, atol=0, msg=field)
 
 

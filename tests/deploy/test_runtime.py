@@ -18,7 +18,7 @@ from a1.deploy.processor import ObservationError, Processor, ProcessorSettings
 from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
 from a1.policy_folder import load_policy
 from a1.testing import random_policy_folder
-from tests.deploy.test_processor import CAMERAS, FIXTURE, M, SIZE, _assert_same, _raw, _training_observation
+from tests.deploy.test_processor import CAMERAS, FIXTURE, SIZE, M, _assert_same, _raw, _training_observation
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def fixture_runtime(folder, tmp_path_factory):
         state, action, _ = dataset_stats(cfg)
     loaded = load_policy(folder)
     norm = DatasetNorm(state, action, "mean_std")
-    proc = Processor(loaded.config, ProcessorSettings(SIZE, M), loaded.tokenizer, norm, "aloha", ("right_wrist",))
+    proc = Processor(loaded.config, ProcessorSettings(SIZE, M, "letterbox"), loaded.tokenizer, norm, "aloha", ("right_wrist",))
     source = open_source(cfg, loaded.config.views)
     return PolicyRuntime(loaded, proc, RuntimeOptions(compile=False, warmup=0)), source, norm
 

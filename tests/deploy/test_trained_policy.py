@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,10 +14,12 @@ import pytest
 import torch
 
 from a1.data.collate import Collator
-from a1.data.sample import make_sample
+from a1.data.sample import fit_frames, make_sample
 from a1.data.sources import DatasetConfig, open_source
-from a1.policy_folder import load_policy
+from a1.deploy.processor import ProcessorSettings
+from a1.policy_folder import PolicyLoadError, load_policy
 from tests.conftest import CONFIGS, ROOT
+from tests.deploy.test_geometry import _camera, _raw
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def trained(tmp_path_factory):
 def test_export_carries_the_processor_settings_and_a_default_normalisation(trained):
     folder, _ = trained
     doc = json.loads((folder / "config.json").read_text())
-    assert doc["processor"] == {"image_size": 64, "history": 15}
+    assert doc["processor"] == {"image_size": 64, "history": 15, "geometry": "letterbox"}
     loaded = load_policy(folder)
     # trained on the synthetic robot + human clips: the clips have no statistics to keep
     assert sorted(loaded.normalization) == ["synthetic_robot"]
@@ -65,3 +68,35 @@ def test_raw_frames_of_the_training_data_give_the_training_observation(trained):
         assert torch.equal(getattr(got, field), getattr(want, field)), field
     actions = loaded.infer(raw, noise=torch.zeros(cfg.action.chunk_size, cfg.action.max_dim))
     assert actions.shape == (cfg.action.chunk_size, 14) and np.isfinite(actions).all()
+
+
+# --- the frame geometry travels from training to the policy folder -----------------------------
+def test_the_exported_policy_processes_frames_as_it_was_trained(trained):
+    folder, _ = trained
+    assert json.loads((folder / "config.json").read_text())["processor"]["geometry"] == "letterbox"
+    policy = load_policy(folder)
+    assert policy.settings == ProcessorSettings(64, 15, "letterbox")
+    frame = _camera(48, 80, 9)
+    obs = policy.processor().observation(_raw({view: frame for view in policy.config.views}))
+    want = fit_frames(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]), 64, "letterbox")[0]
+    torch.testing.assert_close(obs.images[0, 0, 1], torch.from_numpy(want), rtol=0, atol=0)
+    rows = obs.images[0, 0, 1].amax(dim=(0, 2))  # 48×80 → 38×64 content, 13 zero rows above and below
+    assert (rows[:13] == 0).all() and (rows[13:51] > 0).all() and (rows[51:] == 0).all()
+
+
+@pytest.mark.parametrize("processor, want", [
+    ({"image_size": 64, "history": 15}, "stretch"),  # folders exported before the key: trained stretched
+    ({"image_size": 64, "history": 15, "geometry": "stretch"}, "stretch"),
+    ({"image_size": 64, "history": 15, "geometry": "crop"}, r"processor\.geometry: 'crop' is not one of"),
+])
+def test_older_and_edited_folders(trained, tmp_path, processor, want):
+    folder, _ = trained
+    copy = tmp_path / "policy"
+    shutil.copytree(folder, copy)
+    doc = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**doc, "processor": processor}))
+    if want == "stretch":
+        assert load_policy(copy).settings.geometry == "stretch"
+    else:
+        with pytest.raises(PolicyLoadError, match=want):
+            load_policy(copy)

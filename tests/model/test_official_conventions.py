@@ -107,3 +107,22 @@ def test_compact_positions_close_the_gap_of_a_missing_view():
     obs.image_mask[0, 1] = False  # a middle view: the views around it move closer (a shift of all is no change)
     moved = (model.sample_actions(obs, noise=noise) - layout_model.sample_actions(obs, noise=noise)).abs().max()
     assert moved > 1e-5
+
+
+def test_rotary_frequencies_rounded_to_bf16():
+    """The official model casts itself to bf16 at construction, rotary buffers included: with
+    ``rotary_precision: bfloat16`` every inv_freq (language model, vision tower) holds bf16 values."""
+    cfg = tiny_qwen()
+    exact = InternVLAA1(cfg).eval()
+    rounded_cfg = dataclasses.replace(cfg, understanding=dataclasses.replace(cfg.understanding,
+                                                                             rotary_precision="bfloat16"))
+    rounded = InternVLAA1(rounded_cfg).eval()
+    rounded.load_state_dict(exact.state_dict())
+    pairs = [(n, b, dict(rounded.named_buffers())[n]) for n, b in exact.named_buffers() if n.endswith("inv_freq")]
+    assert {n.split(".")[3] for n, _, _ in pairs} == {"visual", "language_model"}
+    for name, a, b in pairs:
+        assert b.dtype == torch.float32 and torch.equal(b, a.to(torch.bfloat16).float()), name
+        assert not torch.equal(a, b), name  # the rounding is real
+    obs = random_batch(cfg, 1).observation
+    noise = torch.randn(1, cfg.action.chunk_size, cfg.action.max_dim)
+    assert (exact.sample_actions(obs, noise=noise) - rounded.sample_actions(obs, noise=noise)).abs().max() > 1e-5

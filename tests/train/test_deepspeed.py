@@ -103,8 +103,10 @@ def _free_port() -> int:
 
 
 def test_zero2_checkpoint_converts_to_one_state_dict(tmp_path):
-    from deepspeed.utils.zero_to_fp32 import (convert_zero_checkpoint_to_fp32_state_dict,
-                                              get_fp32_state_dict_from_zero_checkpoint)
+    from deepspeed.utils.zero_to_fp32 import (
+        convert_zero_checkpoint_to_fp32_state_dict,
+        get_fp32_state_dict_from_zero_checkpoint,
+    )
 
     ckpt, reference = tmp_path / "ckpt", tmp_path / "reference.pt"
     script = tmp_path / "zero_step.py"

@@ -84,7 +84,7 @@ def test_log_lines_every_n_steps_and_last():
     assert [line.split(" | ")[0] for line in got] == ["step 10/25 (40%)", "step 20/25 (80%)", "step 25/25 (100%)"]
     for line in got:
         assert re.search(r"\| loss [\d.]+ \| act [\d.]+ \| gen [\d.]+ \| lr 1\.00e-03 \|", line), line
-        assert re.search(rf"\| [\d.]+ samples/s \| elapsed \d+:\d\d \| ETA \d+:\d\d$", line), line
+        assert re.search(r"\| [\d.]+ samples/s \| elapsed \d+:\d\d \| ETA \d+:\d\d$", line), line
         assert "v_num" not in line and "nan" not in line and "gnorm" not in line  # not logged: left out
     assert got[-1].endswith("ETA 0:00")
 
