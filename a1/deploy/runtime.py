@@ -85,6 +85,21 @@ class Chunk:
     """(V, 3, S, S) uint8 predicted frames t+m (when asked for)."""
 
 
+def _place(policy, device: torch.device, dtype: torch.dtype, tokenizer_dtype: torch.dtype):
+    """The policy on ``device`` in eval mode, in ``dtype`` but for the frozen Cosmos tokenizer, which goes
+    straight from its loaded float32 to ``tokenizer_dtype`` (never rounded through ``dtype``)."""
+    foresight = policy.foresight
+    if foresight is None:
+        return policy.to(device, dtype).eval()
+    tokenizer = foresight.tokenizer
+    foresight.register_module("tokenizer", None)  # out of the cast below
+    try:
+        policy.to(device, dtype)
+    finally:
+        foresight.register_module("tokenizer", tokenizer.to(device, tokenizer_dtype))
+    return policy.eval()
+
+
 class PolicyRuntime:
     """An exported policy on a device, compiled and warmed up; thread-safe `plan`."""
 
@@ -97,9 +112,7 @@ class PolicyRuntime:
                 raise ValueError(f"{key} must be bfloat16 or float32, got {value!r}")
         self.dtype = getattr(torch, name)
         self.loaded, self.processor = loaded, processor
-        self.policy = loaded.policy.to(self.device, self.dtype).eval()
-        if self.policy.foresight is not None:
-            self.policy.foresight.tokenizer.to(getattr(torch, options.tokenizer_dtype or name))
+        self.policy = _place(loaded.policy, self.device, self.dtype, getattr(torch, options.tokenizer_dtype or name))
         self.num_steps = options.num_steps or loaded.config.action.num_steps
         self._lock = threading.Lock()
         self._generator = torch.Generator(self.device).manual_seed(options.seed)

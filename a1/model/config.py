@@ -78,10 +78,12 @@ class UnderstandingConfig:
     positions: Literal["layout", "compact"] = "layout"
     """Rotary positions of the understanding tokens when a view is missing. ``layout``: every token
     keeps the position of its slot in the full layout (a missing view leaves a gap; positions never
-    depend on which cameras a robot has). ``compact``: the official InternVLA-A1 rule — masked
-    tokens (missing views, text padding) are compacted away before the backbone's position rule
-    (Qwen3-VL ``get_rope_index``) and get position 1, so later tokens move up. Equal when every
-    view is present."""
+    depend on which cameras a robot has). ``compact``: the official InternVLA-A1 inference rule —
+    masked tokens (missing views, text padding) are compacted away before the backbone's position
+    rule (Qwen3-VL ``get_rope_index``) and get position 1, so later tokens move up; generation,
+    state and action tokens follow the last one. (Official *training* also compacts the generation
+    tokens of a missing view; a1 trains with the inference layout.) Equal when every view is
+    present."""
 
 
 @dataclass

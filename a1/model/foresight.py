@@ -55,13 +55,14 @@ class Foresight(nn.Module):
 
     @torch.no_grad()
     def latents(self, images: Tensor) -> Tensor:
-        """(..., 3, H, W) uint8 → (..., 16, h, w) Cosmos latents (frozen, no gradient)."""
+        """(..., 3, H, W) uint8 or float32 (0–255) → (..., 16, h, w) Cosmos latents, in the tokenizer's
+        dtype (frozen, no gradient)."""
         lead = images.shape[:-3]
         S = self.cfg.image_size
         x = images.flatten(0, -4).float().div(127.5).sub(1.0)  # [-1, 1]
         if x.shape[-2:] != (S, S):  # the official filter: bilinear, no antialias (equal when enlarging)
             x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=False, align_corners=False)
-        z = self.tokenizer.encode(x.to(self.proj_in.weight.dtype))
+        z = self.tokenizer.encode(x)  # in the tokenizer's own dtype (it may differ from the policy's)
         return z.view(*lead, *z.shape[1:])
 
     def tokens(self, latents: Tensor) -> Tensor:
@@ -95,6 +96,6 @@ class Foresight(nn.Module):
     def decode(self, latents: Tensor) -> Tensor:
         """(B, V, 16, h, w) latents → (B, V, 3, H, W) uint8 images (for visualisation)."""
         B, V = latents.shape[:2]
-        x = self.tokenizer.decode(latents.flatten(0, 1).to(self.proj_in.weight.dtype))
+        x = self.tokenizer.decode(latents.flatten(0, 1))
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
         return x.view(B, V, *x.shape[1:])

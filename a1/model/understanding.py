@@ -136,10 +136,11 @@ class UnderstandingExpert(nn.Module):
             ids, view = image_layout(self.tokenizer, cfg.family, num_views, self.tokens_per_image)
             image_id = token_id(self.tokenizer, IMAGE_TOKENS[cfg.family][1])
             slots = (ids == image_id).nonzero()[:, 0]
-            positions = self._layout_positions(ids, image_id)
         self.register_buffer("image_ids", ids, persistent=False)  # (Li,)
         self.register_buffer("image_view", view, persistent=False)  # (Li,)
         self.register_buffer("image_slots", slots, persistent=False)  # (V·n,) image placeholder slots
+        with torch.device("cpu"):  # every token kept: the full layout (all views, text unpadded)
+            positions = self._positions_of(torch.ones(ids.shape[0] + cfg.max_text_tokens, dtype=torch.bool))
         self.register_buffer("layout_positions", positions, persistent=False)  # (3, Li + Lt)
         self._compact_cache: dict[bytes, Tensor] = {}  # valid pattern → positions (``compact``)
         # The library's own patch layout for Qwen-VL vision towers (used in pixel_values).
@@ -241,20 +242,6 @@ class UnderstandingExpert(nn.Module):
         vc = self.backbone.config.vision_config
         return self.cfg.image_size // vc.patch_size, vc.spatial_merge_size
 
-    def _layout_positions(self, image_ids: Tensor, image_id: int) -> Tensor:
-        """(3, Li + Lt) positions of the full layout (all views present, text unpadded)."""
-        L = image_ids.shape[0] + self.cfg.max_text_tokens
-        if self.cfg.family != "qwen3_vl":
-            return torch.arange(L, device="cpu").expand(3, L).clone()
-        text = torch.zeros(self.cfg.max_text_tokens, dtype=torch.long, device="cpu")
-        ids = torch.cat([image_ids.to("cpu"), text])[None]  # (1, L)
-        side, _ = self._grid()
-        grid = torch.tensor([[1, side, side]] * self.num_views, device="cpu")
-        pos, _ = self.backbone.model.get_rope_index(
-            ids, mm_token_type_ids=(ids == image_id).int(), image_grid_thw=grid
-        )
-        return pos[:, 0]
-
     def pixel_values(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """(N, 3, H, W) uint8 → the vision tower's input (and Qwen3-VL's grid_thw)."""
         S = self.cfg.image_size
@@ -320,6 +307,8 @@ class UnderstandingExpert(nn.Module):
         for b, row in enumerate(valid.cpu()):
             key = row.numpy().tobytes()
             if key not in self._compact_cache:
+                if len(self._compact_cache) >= 4096:  # right-padded text: ≤ 2^V·(Lt + 1) patterns in practice
+                    self._compact_cache.clear()
                 self._compact_cache[key] = self._positions_of(row)
             out[:, b, row] = self._compact_cache[key]
         return out.to(valid.device)

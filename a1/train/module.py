@@ -11,6 +11,7 @@ is used for validation and export.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +30,7 @@ from a1.batch import Batch
 from a1.model import flow
 from a1.model.config import PolicyConfig, computation_diff
 from a1.model.policy import InternVLAA1, joint_loss, masked_mean
+from a1.train.continuity import check_continuation
 from a1.train.optim import OptimConfig, build_optimizer, build_scheduler
 
 
@@ -70,6 +72,7 @@ class A1Module(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.init_report: dict | None = None  # what init_from loaded: {"path": file, "tensors": count}
+        self._init_data: tuple | None = None  # the init_from folder's (processor, normalization) records
         self.optim_cfg = optim or OptimConfig()
         self.lambda_gen, self.on_nonfinite = lambda_gen, on_nonfinite
         self.policy = InternVLAA1(policy)
@@ -98,13 +101,17 @@ class A1Module(L.LightningModule):
             raise FileNotFoundError(f"model.init_from: {file} not found (export a checkpoint with python -m a1.export)")
         config = Path(folder) / "config.json"
         if config.is_file():  # the weights must compute here what they computed there
-            from a1.policy_folder import read_config
+            from a1.policy_folder import NORMALIZATION, read_config, read_normalization
 
-            diffs = computation_diff(read_config(Path(folder))[1], self.policy.cfg)
+            doc, cfg, _ = read_config(Path(folder))
+            diffs = computation_diff(cfg, self.policy.cfg)
             if diffs:
                 raise ValueError(f"model.init_from: {folder} was trained/imported with other settings than "
-                                 f"model.policy ({'; '.join(diffs)}): set them as the folder's config.json has them "
+                                 f"model.policy (the folder's vs model.policy's: {'; '.join(diffs)}): set them as the folder's config.json has them "
                                  "(an imported official policy: add configs/official_3b.yaml)")
+            norms = read_normalization(json.loads((Path(folder) / NORMALIZATION).read_text()),
+                                       str(Path(folder) / NORMALIZATION), ValueError)
+            self._init_data = (doc.get("processor"), {n: v.to_dict() for n, v in norms.items()})
         state = load_file(str(file))
         try:
             self.policy.load_state_dict(state, strict=True)
@@ -155,7 +162,7 @@ class A1Module(L.LightningModule):
     # --- skipped samples ------------------------------------------------------------------
     def _dataset_names(self, n: int) -> list[str]:
         """Names of datasets 0..n−1 from the attached datamodule; the index where there is none."""
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dm = self._datamodule()
         names = [cfg.name for cfg in getattr(dm, "datasets", None) or []][:n]
         return names + [str(i) for i in range(len(names), n)]
 
@@ -244,7 +251,7 @@ class A1Module(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the normalisation statistics (plain lists, no objects) next to the weights, so a
         checkpoint alone is enough to export a deployable policy."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = self._datamodule()
         if dm is not None and getattr(dm, "norms", None):
             checkpoint["a1_normalization"] = {dm.datasets[d].name: norm.to_dict() for d, norm in dm.norms.items()}
         if dm is not None and getattr(dm, "opts", None) is not None:  # what a raw observation goes through
@@ -255,9 +262,20 @@ class A1Module(L.LightningModule):
         # pretrained folder can then be rebuilt without that folder
         checkpoint["a1_backbone_config"] = self.policy.understanding.backbone.config.to_dict()
 
+    def setup(self, stage: str) -> None:
+        """``model.init_from`` weights continue only on data prepared as they were trained on."""
+        if self._init_data is not None:
+            check_continuation(f"model.init_from {self.hparams.init_from}", *self._init_data, self._datamodule())
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """A resumed run keeps counting skipped samples from the checkpoint's totals."""
+        """A resumed run continues only on data prepared as before (`a1.train.continuity`), and keeps
+        counting skipped samples from the checkpoint's totals."""
+        check_continuation("the --ckpt_path checkpoint", checkpoint.get("a1_processor"),
+                           checkpoint.get("a1_normalization"), self._datamodule())
         self._skipped = {str(k): int(v) for k, v in (checkpoint.get("a1_skipped") or {}).items()}
+
+    def _datamodule(self):
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
 
     def policy_config(self) -> dict:
         """The policy's config as plain data (for export)."""

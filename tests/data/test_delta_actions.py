@@ -18,7 +18,7 @@ from a1.data import synthetic as syn
 from a1.data.collate import DatasetNorm
 from a1.data.convert import convert
 from a1.data.datamodule import A1DataModule
-from a1.data.normalize import FeatureStats, StatsError, normalize, unnormalize
+from a1.data.normalize import FeatureStats, StatsError, apply, normalize
 from a1.data.sample import make_sample
 from a1.data.sources import DatasetConfig, open_source
 from a1.data.stats import compute_stats, dataset_stats, stats_record, write_stats_file
@@ -128,9 +128,10 @@ def test_official_eps_mode_is_the_formula_and_guards_nothing():
     y = normalize(x, stats, "mean_std_eps")
     np.testing.assert_allclose(y, want, rtol=1e-6)
     assert y[0, 1] == pytest.approx(0.5e6, rel=1e-6)  # a constant dim is divided by 1e-6, as the official code does
-    np.testing.assert_allclose(unnormalize(y, stats, "mean_std_eps"), y.astype(np.float64) * (stats.std + 1e-6)
-                               + stats.mean, rtol=1e-6)
-    np.testing.assert_allclose(unnormalize(normalize(x, stats, "mean_std_eps"), stats, "mean_std_eps"), x, atol=1e-6)
+    np.testing.assert_allclose(apply(y, stats, "mean_std_eps", inverse=True),
+                               y.astype(np.float64) * (stats.std + 1e-6) + stats.mean, rtol=1e-6)
+    np.testing.assert_allclose(apply(normalize(x, stats, "mean_std_eps"), stats, "mean_std_eps", inverse=True), x,
+                               atol=1e-6)
     assert normalize(x, stats, "mean_std")[0, 1] == pytest.approx(0.5)  # a1's default only centres it
 
 
@@ -261,6 +262,16 @@ def test_collated_actions_of_a_delta_dataset_are_normalised_deltas(synth):
     assert entry["action_mode"] == "delta" and entry["absolute_dims"] == GRIPPERS
     assert DatasetNorm.from_dict(entry, "ckpt").to_dict() == norm.to_dict()
     assert next(iter(dm.train_dataloader())).has_action.all()
+
+
+def test_unknown_normalisation_keys_are_refused_naming_them():
+    norm, _ = _random_norm("mean_std")
+    entry = norm.to_dict()
+    entry["absolute_dim"] = entry.pop("absolute_dims")  # would silently make the grippers deltas
+    with pytest.raises(ValueError, match=r"^ckpt: a1_normalization: dataset 'arm': unknown key\(s\) "
+                                         r"\['absolute_dim'\] \(known keys: \['mode', 'state', 'action', "
+                                         r"'action_mode', 'absolute_dims'\]\)$"):
+        check_normalization({"arm": entry}, "ckpt: a1_normalization", ValueError)
 
 
 def test_delta_shards_record_their_statistics_settings(synth, tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from a1.data.collate import Collator, DatasetNorm
 from a1.data.convert import ConvertError, convert
-from a1.data.normalize import FeatureStats, normalize, pad, unnormalize
+from a1.data.normalize import FeatureStats, apply, normalize, pad
 from a1.data.sample import Sample, chunk_window, fit_frames, frame_window, letterbox_size, make_sample, resize
 from a1.data.shards import ShardError, check_geometry, read_manifest
 from a1.data.sources import DatasetConfig
@@ -42,7 +42,7 @@ def test_normalize_round_trip(mode):
     stats = FeatureStats.compute(data)
     y = normalize(data, stats, mode)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(unnormalize(y, stats, mode), data, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(apply(y, stats, mode, inverse=True), data, rtol=1e-5, atol=1e-4)
     if mode == "mean_std":
         np.testing.assert_allclose(y.mean(0), 0, atol=1e-5)
         np.testing.assert_allclose(y.std(0), 1, atol=1e-4)
@@ -187,7 +187,7 @@ def test_bad_geometry_and_frames_are_refused():
     with pytest.raises(ValueError, match="uint8 or float32, got .* float64"):
         fit_frames(_frames(8, 8).astype(np.float64), 4, "letterbox")
     with pytest.raises(ValueError, match="resize: expected uint8 frames, got float32"):
-        resize(_frames(8, 8).astype(np.float32), 4)
+        resize(_frames(8, 8).astype(np.float32), 4, "letterbox")
 
 
 class _Episode:

@@ -126,3 +126,20 @@ def test_rotary_frequencies_rounded_to_bf16():
     obs = random_batch(cfg, 1).observation
     noise = torch.randn(1, cfg.action.chunk_size, cfg.action.max_dim)
     assert (exact.sample_actions(obs, noise=noise) - rounded.sample_actions(obs, noise=noise)).abs().max() > 1e-5
+
+
+def test_compact_positions_of_a_1d_backbone():
+    """InternVL (1-D RoPE): the kept tokens count up from 0 with no gaps; masked ones sit at 1."""
+    from tests.conftest import tiny_internvl
+
+    cfg = tiny_internvl()
+    cfg = dataclasses.replace(cfg, understanding=dataclasses.replace(cfg.understanding, positions="compact"))
+    model = InternVLAA1(cfg).eval()
+    obs = random_batch(cfg, 1).observation
+    mask = obs.image_mask[:, :, -1].clone()
+    mask[0, 1] = False
+    und = model.understanding.embed(obs.images[:, :, -1], mask, obs.tokens, obs.token_mask)
+    valid = und.valid[0]
+    n = int(valid.sum())
+    assert torch.equal(und.positions[:, 0, valid], torch.arange(n).expand(3, n))
+    assert (und.positions[:, 0, ~valid] == 1).all() and und.next_position.item() == n

@@ -170,3 +170,12 @@ def test_attention_layout_of_an_observation():
                        cfg.action.chunk_size]
     assert mask.shape == (2, blocks.numel(), blocks.numel())
     assert not mask[:, : lengths[0], lengths[0]:].any()  # understanding never sees later blocks
+
+
+def test_freezing_goes_through_the_understanding_expert():
+    model = InternVLAA1(tiny_qwen())
+    model.understanding.freeze("vision")
+    assert not any(p.requires_grad for p in model.understanding.backbone.model.visual.parameters())
+    assert any(p.requires_grad for p in model.understanding.language_model.parameters())
+    with pytest.raises(ValueError, match="unknown part 'text'"):
+        model.understanding.freeze("text")
