@@ -267,12 +267,14 @@ class InternVLAA1(nn.Module):
         noise: Tensor | None = None,
         num_steps: int | None = None,
         use_cache: bool = True,
+        context: ActionContext | None = None,
     ) -> Tensor:
         """Sample a (B, k, D) float32 action chunk by Euler integration from noise (τ: 0 → 1).
 
-        With ``use_cache`` (default) the prefix runs once (`prepare`) and only the action expert
-        runs per step (`denoise_step`); without it every step recomputes the full sequence
-        (reference path). The predicted frames come from `foresight_frames`.
+        With ``use_cache`` (default) the prefix runs once (`prepare`, or the given ``context`` of
+        ``obs``) and only the action expert runs per step (`denoise_step`); without it every step
+        recomputes the full sequence (reference path). The predicted frames come from
+        `foresight_frames` (or ``foresight.decode(context.latent)`` of a context prepared with them).
         """
         cfg = self.cfg.action
         B = obs.batch_size
@@ -280,7 +282,7 @@ class InternVLAA1(nn.Module):
         if noise is None:
             noise = torch.randn(B, cfg.chunk_size, cfg.max_dim, device=obs.state.device)
         if use_cache:
-            ctx = self.prepare(obs)
+            ctx = context if context is not None else self.prepare(obs)
             return flow.euler_steps(lambda a, tau, dt: self.denoise_step(a, tau, dt, *ctx.step_inputs()),
                                     noise.float(), steps)
         return flow.euler(self._full_velocity(obs), noise.float(), steps)

@@ -211,8 +211,9 @@ class A1Module(L.LightningModule):
         policy = self.eval_policy
         g = torch.Generator(device=batch.actions.device).manual_seed(batch_idx)
         noise = torch.randn(batch.actions.shape, generator=g, device=batch.actions.device)
-        actions = policy.sample_actions(batch.observation, noise=noise)
-        frames = policy.foresight_frames(batch.observation) if self.decoded else None
+        ctx = policy.prepare(batch.observation, foresight=self.decoded)  # one prefix pass for both
+        actions = policy.sample_actions(batch.observation, noise=noise, context=ctx)
+        frames = policy.foresight.decode(ctx.latent) if self.decoded else None
         self._action_metrics(batch, actions)
         losses = policy(batch, noise=noise, tau=torch.ones(batch.batch_size, device=noise.device))
         if losses.gen_valid.any():

@@ -100,8 +100,12 @@ def test_foresight_decode_returns_images():
     cfg = tiny_qwen()
     model = InternVLAA1(cfg).eval()
     obs = random_batch(cfg, 2).observation
-    actions = model.sample_actions(obs, num_steps=2)
+    noise = torch.randn(2, cfg.action.chunk_size, cfg.action.max_dim)
+    actions = model.sample_actions(obs, noise=noise, num_steps=2)
     frames = model.foresight_frames(obs)
+    ctx = model.prepare(obs, foresight=True)  # one prefix pass for both (how validation does it)
+    assert torch.equal(model.sample_actions(obs, noise=noise, num_steps=2, context=ctx), actions)
+    assert torch.equal(model.foresight.decode(ctx.latent), frames)
     assert isinstance(actions, torch.Tensor) and actions.shape == (2, cfg.action.chunk_size, cfg.action.max_dim)
     assert frames.shape == (2, 3, 3, cfg.generation.image_size, cfg.generation.image_size)
     assert frames.dtype == torch.uint8
