@@ -25,7 +25,7 @@ from a1.data.convert import convert
 from a1.data.datamodule import A1DataModule, DataOptions
 from a1.data.streams import MixtureStream
 from a1.data.sources import DatasetConfig
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 
 OPTS = DataOptions(chunk_size=50, image_size=64, max_text_tokens=48)
 

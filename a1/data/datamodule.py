@@ -115,7 +115,7 @@ class A1DataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic is not None and not (Path(self.synthetic) / "robot" / "meta" / "info.json").is_file():
-            from a1.data.synthetic import generate
+            from a1.sim.synthetic import generate
 
             log.info("generating the synthetic dataset into %s", self.synthetic)
             generate(Path(self.synthetic), overwrite=True)

@@ -16,7 +16,7 @@ from a1.data.datamodule import A1DataModule
 from a1.data.pools import BadDatasetError, BadSampleLimit, SkipBudget, split_episodes
 from a1.data.sources import DatasetConfig
 from a1.data.streams import DataOptions, FixedSamples
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 
 OPTS = DataOptions(chunk_size=16, image_size=32, max_text_tokens=24)
 HEAD = "videos/observation.images.head/chunk-000/file-000.mp4"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 from a1.data.convert import ConvertError, convert, parse_cameras
 from a1.data.lerobot import LeRobotReader
 from a1.data.sample import make_sample

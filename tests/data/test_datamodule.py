@@ -10,7 +10,7 @@ import torch
 
 from a1.data.datamodule import A1DataModule, DataOptions, realized_frequencies
 from a1.data.sources import DatasetConfig
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 
 OPTS = DataOptions(chunk_size=16, image_size=32, max_text_tokens=24)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 from a1.data.collate import DatasetNorm
 from a1.data.convert import convert
 from a1.data.datamodule import A1DataModule

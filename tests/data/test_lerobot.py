@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 from a1.data.lerobot import DatasetError, Episode, EpisodeIndexError, LeRobotReader
 from a1.data.video import VideoError, decode_frames, torchcodec_available, video_info
 from tests.data.lerobot_v21 import convert_v30_to_v21

@@ -256,7 +256,7 @@ def test_the_model_reads_float_frames_as_their_uint8_values():
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from a1.data.synthetic import generate
+    from a1.sim.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("clips"), episodes=1, human_clips=2, image_size=32,
                     frames_per_episode=20)["human"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 from a1.data.convert import convert
 from a1.data.lerobot import LeRobotReader
 from a1.data.normalize import FeatureStats

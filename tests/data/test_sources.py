@@ -13,7 +13,7 @@ from a1.data.normalize import FeatureStats
 from a1.data.sample import frame_window, make_sample
 from a1.data.sources import DatasetConfig, ViewError, check_shard_views, open_source
 from a1.data.stats import compute_stats, dataset_stats, read_stats_file, stats_cache_path
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 from tests.conftest import ROOT
 
 VIEWS = ["head", "left_wrist", "right_wrist"]

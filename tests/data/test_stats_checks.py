@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 from a1.data.normalize import FeatureStats, StatsError, apply, normalize
 from a1.data.sources import DatasetConfig
 from a1.data.stats import compute_stats, dataset_stats, stats_cache_path, write_stats_file

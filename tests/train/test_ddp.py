@@ -13,7 +13,7 @@ from a1.data.datamodule import A1DataModule, DataOptions
 from a1.data.mixture import build_mixture
 from a1.data.sources import DatasetConfig
 from a1.data.streams import MixtureStream
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 from tests.conftest import CONFIGS, ROOT
 
 

@@ -141,7 +141,7 @@ def test_outputs_in_one_run_folder_and_no_silent_overwrite(capsys, tmp_path, mon
 def test_undecodable_video_stops_the_run_naming_the_file(tmp_path):
     """A camera mp4 replaced by random bytes: the run ends with an error naming the dataset and the
     file — not minutes of skip lines and zero steps."""
-    from a1.data.synthetic import generate
+    from a1.sim.synthetic import generate
 
     robot = generate(tmp_path / "data", episodes=4, human_clips=0, image_size=32, frames_per_episode=36)["robot"]
     video = sorted((robot / "videos").rglob("*.mp4"))[0]
@@ -186,7 +186,7 @@ def test_the_official_224_to_256_upsampling_is_allowed(capsys, tmp_path):
 def test_shards_made_with_another_geometry_are_refused_before_the_model(capsys, tmp_path):
     from a1.data.convert import convert
     from a1.data.sources import DatasetConfig
-    from a1.data.synthetic import generate
+    from a1.sim.synthetic import generate
 
     robot = generate(tmp_path / "data", episodes=2, human_clips=0, image_size=32, frames_per_episode=20)["robot"]
     shards = tmp_path / "shards"

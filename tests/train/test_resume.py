@@ -35,7 +35,7 @@ def _train_steps(root: Path) -> list[int]:
 
 def test_sigkill_and_resume_last_gives_identical_weights(tmp_path):
     env = {**os.environ, "A1_CACHE": str(tmp_path / "cache")}
-    subprocess.run([sys.executable, "-m", "a1.data.synthetic", str(tmp_path / "cache" / "synthetic")],
+    subprocess.run([sys.executable, "-m", "a1.sim.synthetic", str(tmp_path / "cache" / "synthetic")],
                    check=True, cwd=ROOT, env=env, capture_output=True)
     full = subprocess.run(_cmd(tmp_path / "full"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr[-3000:]

@@ -12,7 +12,7 @@ from a1.data.datamodule import A1DataModule
 from a1.data.pools import BadSampleLimit, split_episodes
 from a1.data.sources import DatasetConfig
 from a1.data.streams import DataOptions, FixedSamples
-from a1.data.synthetic import generate
+from a1.sim.synthetic import generate
 from a1.train.module import A1Module
 from tests.conftest import tiny_qwen
 from tests.data.test_bad_data import human_entries

@@ -3,7 +3,7 @@
 Everything is rendered procedurally with numpy (top-down 2.5-D scene, no simulator) and encoded
 with PyAV, so a small dataset is written in seconds on a CPU:
 
-    python -m a1.data.synthetic OUT [--episodes N] [--seed S] [--human-clips M]
+    python -m a1.sim.synthetic OUT [--episodes N] [--seed S] [--human-clips M]
                                     [--image-size 64] [--fps 15] [--overwrite]
 
 Layout written (LeRobot v3.0, one chunk / one file per kind)::
@@ -17,7 +17,7 @@ Layout written (LeRobot v3.0, one chunk / one file per kind)::
     OUT/human/clips/NNNN.mp4
     OUT/human/annotations.jsonl
 
-The world itself (scene, scripted expert, renderer) is `a1.data.synthetic_world`; this module
+The world itself (scene, scripted expert, renderer) is `a1.sim.synthetic_world`; this module
 writes it to disk. ``action[t] = state[t + 1]`` (the next commanded state), so actions are exactly consistent with
 the rendered video.
 
@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from a1.data.synthetic_world import (  # noqa: F401 - re-exported: the world's public API
+from a1.sim.synthetic_world import (  # noqa: F401 - re-exported: the world's public API
     CAMERAS,
     CONVEYOR_Y,
     HUMAN_INSTRUCTIONS,
@@ -403,7 +403,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m a1.data.synthetic", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m a1.sim.synthetic", description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from a1.data import synthetic as syn
+from a1.sim import synthetic as syn
 
 FPS = 15
 FRAMES = 40
@@ -171,7 +171,7 @@ def test_human_clips(ds):
 
 
 def test_cli(tmp_path):
-    cmd = [sys.executable, "-m", "a1.data.synthetic", str(tmp_path / "o"), "--episodes", "3",
+    cmd = [sys.executable, "-m", "a1.sim.synthetic", str(tmp_path / "o"), "--episodes", "3",
            "--human-clips", "1", "--image-size", "32", "--frames-per-episode", "20"]
     root = Path(__file__).resolve().parents[2]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=60)
