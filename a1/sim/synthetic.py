@@ -32,13 +32,11 @@ import json
 import shutil
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from a1.sim.lerobot_writer import Demo, read_video, write_lerobot, write_video  # noqa: F401 - read_video re-exported
 from a1.sim.synthetic_world import (  # noqa: F401 - re-exported: the world's public API
     CAMERAS,
     CONVEYOR_Y,
@@ -62,122 +60,7 @@ from a1.sim.synthetic_world import (  # noqa: F401 - re-exported: the world's pu
     state_to_ee,
 )
 
-CODEBASE_VERSION = "v3.0"
 ROBOT_TYPE = "a1_synthetic_bimanual"
-CHUNKS_SIZE = 1000
-DATA_FILES_SIZE_IN_MB = 100
-VIDEO_FILES_SIZE_IN_MB = 200
-DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-
-
-# --------------------------------------------------------------------------- video
-
-
-def _codec() -> str:
-    import av
-
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
-def write_video(path: Path, frames, fps: int) -> dict:
-    """Encode an iterable of (H, W, 3) uint8 frames (yuv420p); returns LeRobot video info."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    codec = _codec()
-    n = 0
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "veryfast", "g": "2", "bf": "0"}
-        else:
-            stream.options = {"qscale": "2", "g": "2"}
-            stream.bit_rate = 4_000_000
-        for img in frames:
-            if n == 0:
-                stream.height, stream.width = img.shape[:2]
-                h, w = img.shape[:2]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts = n
-            frame.time_base = Fraction(1, fps)
-            for pkt in stream.encode(frame):
-                container.mux(pkt)
-            n += 1
-        for pkt in stream.encode():
-            container.mux(pkt)
-    return {
-        "video.height": int(h),
-        "video.width": int(w),
-        "video.codec": "h264" if codec == "libx264" else "mpeg4",
-        "video.pix_fmt": "yuv420p",
-        "video.is_depth_map": False,
-        "video.fps": int(fps),
-        "video.channels": 3,
-        "has_audio": False,
-    }
-
-
-def read_video(path: Path) -> np.ndarray:
-    """Decode every frame of an mp4 to (N, H, W, 3) uint8 (PyAV)."""
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-
-
-# --------------------------------------------------------------------------- stats
-
-
-def feature_stats(x: np.ndarray) -> dict[str, list]:
-    """LeRobot-style stats over axis 0 of (N, D) data: min/max/mean/std/count/q01..q99."""
-    x = np.asarray(x, np.float64)
-    out = {
-        "min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
-        "count": np.array([x.shape[0]]),
-    }
-    for q in (1, 10, 50, 90, 99):
-        out[f"q{q:02d}"] = np.quantile(x, q / 100, axis=0)
-    return {k: np.asarray(v).tolist() for k, v in out.items()}
-
-
-def image_stats(frames: np.ndarray) -> dict[str, list]:
-    """Per-channel stats of uint8 frames in [0, 1], shaped (3, 1, 1) like LeRobot."""
-    flat = frames.reshape(-1, 3).astype(np.float64) / 255.0
-    s = feature_stats(flat)
-    return {k: (v if k == "count" else [[[c]] for c in v]) for k, v in s.items()} | {
-        "count": [int(frames.shape[0])]
-    }
-
-
-# --------------------------------------------------------------------------- writers
-
-
-def _tasks_table(tasks: list[str]) -> pa.Table:
-    """tasks.parquet as pandas writes `DataFrame({"task_index": ...}, index=Index(tasks, name="task"))`."""
-    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(tasks, pa.string())})
-    pandas_meta = {
-        "index_columns": ["task"],
-        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode",
-                            "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
-        "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
-             "numpy_type": "int64", "metadata": None},
-            {"name": "task", "field_name": "task", "pandas_type": "unicode",
-             "numpy_type": "object", "metadata": None},
-        ],
-        "creator": {"library": "pyarrow", "version": pa.__version__},
-        "pandas_version": "2.2.3",
-    }
-    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
-
-
-def _vec(rows: np.ndarray, dtype=pa.float32()) -> pa.Array:
-    n, d = rows.shape
-    return pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1), dtype), d)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -191,128 +74,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def _write_robot(root: Path, eps: list[Episode], size: int, fps: int) -> dict:
-    tasks = [t for t in TASKS if any(e.task == t for e in eps)]
-    task_index = {t: i for i, t in enumerate(tasks)}
-    lengths = [e.length for e in eps]
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    total = int(sum(lengths))
-
-    # ---- videos (all episodes of a camera in one file)
-    video_info, img_stats = {}, {}
-    per_ep_frames = [render_episode(e, size) for e in eps]
-    for cam in CAMERAS:
-        frames = np.concatenate([f[cam] for f in per_ep_frames])
-        path = root / VIDEO_PATH.format(video_key=cam, chunk_index=0, file_index=0)
-        video_info[cam] = write_video(path, frames, fps)
-        img_stats[cam] = image_stats(frames)
-
-    # ---- data parquet
-    state = np.concatenate([e.states for e in eps]).astype(np.float32)
-    action = np.concatenate([e.actions for e in eps]).astype(np.float32)
-    frame_index = np.concatenate([np.arange(n) for n in lengths]).astype(np.int64)
-    episode_index = np.concatenate([np.full(n, i) for i, n in enumerate(lengths)]).astype(np.int64)
-    timestamp = (frame_index / fps).astype(np.float32)
-    task_idx = np.concatenate([np.full(e.length, task_index[e.task]) for e in eps]).astype(np.int64)
-    index = np.arange(total, dtype=np.int64)
-    data = pa.table({
-        "observation.state": _vec(state),
-        "action": _vec(action),
-        "timestamp": pa.array(timestamp, pa.float32()),
-        "frame_index": pa.array(frame_index),
-        "episode_index": pa.array(episode_index),
-        "index": pa.array(index),
-        "task_index": pa.array(task_idx),
-    })
-    data_path = root / DATA_PATH.format(chunk_index=0, file_index=0)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(data, data_path)
-
-    # ---- tasks
-    (root / "meta").mkdir(parents=True, exist_ok=True)
-    pq.write_table(_tasks_table(tasks), root / "meta/tasks.parquet")
-
-    # ---- stats
-    scalar = {"timestamp": timestamp, "frame_index": frame_index, "episode_index": episode_index,
-              "index": index, "task_index": task_idx}
-    stats = {"observation.state": feature_stats(state), "action": feature_stats(action)}
-    stats |= {k: feature_stats(v[:, None]) for k, v in scalar.items()}
-    stats |= img_stats
-    (root / "meta/stats.json").write_text(json.dumps(stats, indent=2))
-
-    # ---- episodes metadata
-    cols: dict[str, list] = {
-        "episode_index": list(range(len(eps))),
-        "tasks": [[e.task] for e in eps],
-        "length": lengths,
-        "data/chunk_index": [0] * len(eps),
-        "data/file_index": [0] * len(eps),
-        "dataset_from_index": starts.tolist(),
-        "dataset_to_index": (starts + np.array(lengths)).tolist(),
-    }
-    for cam in CAMERAS:
-        cols[f"videos/{cam}/chunk_index"] = [0] * len(eps)
-        cols[f"videos/{cam}/file_index"] = [0] * len(eps)
-        cols[f"videos/{cam}/from_timestamp"] = [float(s / fps) for s in starts]
-        cols[f"videos/{cam}/to_timestamp"] = [float((s + n) / fps) for s, n in zip(starts, lengths)]
-    per_ep_arrays = {"observation.state": lambda i: eps[i].states, "action": lambda i: eps[i].actions}
-    for i in range(len(eps)):
-        sl = slice(int(starts[i]), int(starts[i] + lengths[i]))
-        ep_stats = {k: feature_stats(f(i)) for k, f in per_ep_arrays.items()}
-        ep_stats |= {k: feature_stats(v[sl][:, None]) for k, v in scalar.items()}
-        for feat, st in ep_stats.items():
-            for name, val in st.items():
-                cols.setdefault(f"stats/{feat}/{name}", []).append([float(v) for v in val])
-    cols["meta/episodes/chunk_index"] = [0] * len(eps)
-    cols["meta/episodes/file_index"] = [0] * len(eps)
-    arrays = {}
-    for k, v in cols.items():
-        if k == "tasks":
-            arrays[k] = pa.array(v, pa.list_(pa.string()))
-        elif k.startswith("stats/"):
-            arrays[k] = pa.array(v, pa.list_(pa.int64() if k.endswith("/count") else pa.float64()))
-        elif k.endswith("_timestamp"):
-            arrays[k] = pa.array(v, pa.float64())
-        else:
-            arrays[k] = pa.array(v, pa.int64())
-    ep_path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
-    ep_path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(arrays), ep_path)
-
-    # ---- info.json
-    def scalar_feat(dtype):
-        return {"dtype": dtype, "shape": [1], "names": None}
-
-    features = {
-        cam: {"dtype": "video", "shape": [size, size, 3], "names": ["height", "width", "channels"],
-              "info": video_info[cam]}
-        for cam in CAMERAS
-    }
-    features |= {
-        "observation.state": {"dtype": "float32", "shape": [STATE_DIM], "names": JOINT_NAMES},
-        "action": {"dtype": "float32", "shape": [STATE_DIM], "names": JOINT_NAMES},
-        "timestamp": scalar_feat("float32"),
-        "frame_index": scalar_feat("int64"),
-        "episode_index": scalar_feat("int64"),
-        "index": scalar_feat("int64"),
-        "task_index": scalar_feat("int64"),
-    }
-    info = {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": ROBOT_TYPE,
-        "total_episodes": len(eps),
-        "total_frames": total,
-        "total_tasks": len(tasks),
-        "chunks_size": CHUNKS_SIZE,
-        "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-        "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
-        "fps": int(fps),
-        "splits": {"train": f"0:{len(eps)}"},
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH,
-        "features": features,
-    }
-    (root / "meta/info.json").write_text(json.dumps(info, indent=4))
-    return {"episodes": len(eps), "frames": total, "tasks": tasks}
+    demos = [Demo(e.task, e.states.astype(np.float32), e.actions.astype(np.float32), render_episode(e, size))
+             for e in eps]
+    return write_lerobot(root, demos, fps, ROBOT_TYPE, JOINT_NAMES, tasks=list(TASKS))
 
 
 def make_human_clip(rng: np.random.Generator, frames: int, fps: int) -> tuple[str, list[Scene]]:
