@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede the mujoco import
@@ -125,3 +128,31 @@ def test_demonstration_records_rendered_views():
     assert demo.images["head"].shape == (20, 96, 128, 3) and demo.images["head"].dtype == np.uint8
     # the arms move between the first and the last frame
     assert np.abs(demo.images["head"][-1].astype(int) - demo.images["head"][0].astype(int)).mean() > 0.5
+
+
+def test_recorded_demonstrations_load_through_the_a1_data_pipeline(tmp_path):
+    """`python -m a1.sim.record` → a LeRobot v3.0 folder that a1's sources and sample windows read
+    unchanged (default camera keys, 14 dims, the task's instruction)."""
+    from a1.data.sample import make_sample
+    from a1.data.sources import DatasetConfig, open_source
+    from a1.sim.aloha import TASK_PROMPTS
+    from tests.conftest import ROOT, tiny_qwen
+
+    out = tmp_path / "demos"
+    cmd = [sys.executable, "-m", "a1.sim.record", str(out), "--task", "conveyor_transfer_cube", "--episodes", "2",
+           "--episode-steps", "40", "--keep-failures", "--height", "48", "--width", "64"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["episodes"] == 2
+    views = tiny_qwen().views
+    source = open_source(DatasetConfig(name="sim", weight=1.0, path=str(out)), views)
+    assert len(source.episodes) == 2 and source.episodes[0].length == 40
+    sample = make_sample(source.episodes[1], 20, views, 15, 16, 0, "test", 64, "letterbox")
+    assert sample.images.shape == (3, 3, 3, 64, 64) and sample.image_valid.all()
+    assert sample.instruction == TASK_PROMPTS["conveyor_transfer_cube"]
+    assert sample.state.shape == (14,) and sample.actions.shape == (16, 14)
+    record = json.loads((out / "meta" / "a1_record.json").read_text())
+    assert [e["seed"] for e in record["episodes"]] == [0, 1]
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 2 and "not empty" in again.stderr  # never over a recording
