@@ -102,6 +102,21 @@ def unnormalize_gripper(value: float) -> float:
     return value * (scene.GRIPPER_OPEN - scene.GRIPPER_CLOSE) + scene.GRIPPER_CLOSE
 
 
+def _load_triton_first() -> None:
+    """Import triton (when installed) before MuJoCo's renderer — so import this module before
+    dm_control or mujoco. Mesa's EGL driver (llvmpipe) and triton each carry their own LLVM: with
+    Mesa loaded first, a later ``import triton`` (which torch.compile and transformers trigger) kills
+    the process with a segmentation fault (seen with mujoco 2.3.7, torch 2.15); in the other order
+    both work."""
+    try:
+        import triton  # noqa: F401
+    except Exception:  # not installed (CPU-only torch) or unusable: nothing to order
+        pass
+
+
+_load_triton_first()  # before anything here can import dm_control / mujoco's renderer
+
+
 class AlohaEnv:
     """One ALOHA scene (joint-controlled, or mocap-controlled with ``mocap=True``)."""
 

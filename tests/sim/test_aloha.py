@@ -13,6 +13,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede th
 import numpy as np
 import pytest
 
+import a1.sim.aloha  # noqa: F401 - first: it loads triton before MuJoCo's renderer (see _load_triton_first)
+
 pytest.importorskip("mujoco", reason='MuJoCo ALOHA tests need the `sim` extra: pip install -e ".[sim]"')
 pytest.importorskip("dm_control", reason='MuJoCo ALOHA tests need the `sim` extra: pip install -e ".[sim]"')
 pytest.importorskip("gym_aloha", reason='MuJoCo ALOHA tests need the `sim` extra: pip install -e ".[sim]"')
