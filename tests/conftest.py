@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,12 @@ def tiny_internvl() -> PolicyConfig:
 def family_cfg(request) -> PolicyConfig:
     torch.manual_seed(0)
     return tiny_qwen() if request.param == "qwen3_vl" else tiny_internvl()
+
+
+def read_video(path: Path) -> np.ndarray:
+    """Every frame of an mp4 as (N, H, W, 3) uint8, decoded by PyAV directly (an independent check of
+    what a1's writers wrote)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])

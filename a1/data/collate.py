@@ -116,43 +116,46 @@ class Collator:
         self.max_dim = max_dim
         self.norms = norms
 
-    def _vectors(self, s: Sample) -> tuple[np.ndarray, ...]:
-        """Normalised, padded (state, state_mask, actions, action_dim_mask) of one sample; absent
-        vectors (human video has neither; a deployed observation has no actions) are zeros, masked."""
-        D, k = self.max_dim, self.chunk_size
-        state, state_mask = np.zeros(D, np.float32), np.zeros(D, bool)
-        actions, action_mask = np.zeros((k, D), np.float32), np.zeros(D, bool)
-        if s.state is None and s.actions is None:
-            return state, state_mask, actions, action_mask
+    def _state(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised, padded (state, state_mask) of one sample; zeros, masked, without a state."""
+        D = self.max_dim
+        if s.state is None:  # human video
+            return np.zeros(D, np.float32), np.zeros(D, bool)
         norm = self.norms[s.dataset_id]
-        if s.state is not None:
-            state, state_mask = pad(normalize(s.state, norm.state, norm.mode), D)
-        if s.actions is not None:
-            if s.actions.shape[0] != k:
-                raise ValueError(f"{s.source}: {s.actions.shape[0]} actions, the model predicts {k}")
-            actions, action_mask = pad(norm.actions_to_model(s.actions, s.state), D)
-        return state, state_mask, actions, action_mask
+        return pad(normalize(s.state, norm.state, norm.mode), D)
 
-    def __call__(self, samples: list[Sample]) -> Batch:
+    def _actions(self, s: Sample) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised, padded (actions, action_dim_mask) of one sample; zeros, masked, without actions
+        (human video, a deployed observation)."""
+        D, k = self.max_dim, self.chunk_size
+        if s.actions is None:
+            return np.zeros((k, D), np.float32), np.zeros(D, bool)
+        if s.actions.shape[0] != k:
+            raise ValueError(f"{s.source}: {s.actions.shape[0]} actions, the model predicts {k}")
+        return pad(self.norms[s.dataset_id].actions_to_model(s.actions, s.state), D)
+
+    def observation(self, samples: list[Sample]) -> Observation:
+        """The model inputs of ``samples`` (frames t−m and t, prompt, state): all deployment needs;
+        `__call__` adds the training targets."""
         tokens, token_mask = tokenize(self.tokenizer, [s.instruction for s in samples], self.max_text_tokens)
-        vectors = [self._vectors(s) for s in samples]
-        state, state_mask, actions, action_dim_mask = (torch.from_numpy(np.stack(v)) for v in zip(*vectors))
-        images = torch.from_numpy(np.stack([s.images for s in samples]))  # (B, V, 3, 3, H, W)
-        valid = torch.from_numpy(np.stack([s.image_valid for s in samples]))  # (B, V, 3)
-        action_valid = torch.from_numpy(np.stack([
-            s.action_valid if s.has_action else np.zeros(self.chunk_size, bool) for s in samples]))
-        obs = Observation(
-            images=images[:, :, :2].contiguous(),
-            image_mask=valid[:, :, :2].contiguous(),
+        state, state_mask = (torch.from_numpy(np.stack(v)) for v in zip(*(self._state(s) for s in samples)))
+        return Observation(
+            images=torch.from_numpy(np.stack([s.images[:, :2] for s in samples])),  # (B, V, 2, 3, H, W)
+            image_mask=torch.from_numpy(np.stack([s.image_valid[:, :2] for s in samples])),  # (B, V, 2)
             tokens=tokens,
             token_mask=token_mask,
             state=state,
             state_mask=state_mask,
         )
+
+    def __call__(self, samples: list[Sample]) -> Batch:
+        actions, action_dim_mask = (torch.from_numpy(np.stack(v)) for v in zip(*(self._actions(s) for s in samples)))
+        action_valid = torch.from_numpy(np.stack([
+            s.action_valid if s.has_action else np.zeros(self.chunk_size, bool) for s in samples]))
         return Batch(
-            observation=obs,
-            future_images=images[:, :, 2].contiguous(),
-            future_mask=valid[:, :, 2].contiguous(),
+            observation=self.observation(samples),
+            future_images=torch.from_numpy(np.stack([s.images[:, 2] for s in samples])),  # (B, V, 3, H, W)
+            future_mask=torch.from_numpy(np.stack([s.image_valid[:, 2] for s in samples])),  # (B, V)
             actions=actions,
             action_mask=action_valid,
             action_dim_mask=action_dim_mask,

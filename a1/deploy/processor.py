@@ -231,7 +231,7 @@ class Processor:
         """A raw observation → the model's `Observation` with batch size 1 (CPU tensors)."""
         if not isinstance(raw, RawObservation):
             raw = self.parse(raw)
-        return self.collator([self.sample(raw)]).observation
+        return self.collator.observation([self.sample(raw)])
 
     def check_noise(self, noise: Tensor | np.ndarray) -> Tensor:
         """(k, max_dim) or (1, k, max_dim) initial noise → (1, k, max_dim) float32 tensor."""

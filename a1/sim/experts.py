@@ -31,20 +31,6 @@ MEET_XYZ = np.array([0.0, 0.5, 0.25])
 APPROACH_T, DESCEND_T, CLOSE_T = 90, 130, 170
 
 
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of two (w, x, y, z) quaternions."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ]
-    )
-
-
 def pitch(degrees: float) -> np.ndarray:
     """The (w, x, y, z) quaternion of a rotation about the y axis."""
     half = np.deg2rad(degrees) / 2

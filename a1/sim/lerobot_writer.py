@@ -76,14 +76,6 @@ def write_video(path: Path, frames, fps: int) -> dict:
     }
 
 
-def read_video(path: Path) -> np.ndarray:
-    """Decode every frame of an mp4 to (N, H, W, 3) uint8 (PyAV)."""
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-
-
 # --------------------------------------------------------------------------- stats
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a1.sim.lerobot_writer import Demo, read_video, write_lerobot, write_video  # noqa: F401 - read_video re-exported
+from a1.sim.lerobot_writer import Demo, write_lerobot, write_video
 from a1.sim.synthetic_world import (  # noqa: F401 - re-exported: the world's public API
     CAMERAS,
     CONVEYOR_Y,

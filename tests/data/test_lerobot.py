@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from a1.sim import synthetic as syn
 from a1.data.lerobot import DatasetError, Episode, EpisodeIndexError, LeRobotReader
 from a1.data.video import VideoError, decode_frames, torchcodec_available, video_info
+from a1.sim import synthetic as syn
+from tests.conftest import read_video
 from tests.data.lerobot_v21 import convert_v30_to_v21
 
 EPISODES, FRAMES, FPS, SIZE, SEED = 3, 24, 15, 32, 5
@@ -41,7 +42,7 @@ def v21(v30, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def full_decode(v30) -> dict[str, np.ndarray]:
     """Every frame of each stored mp4 (sequential PyAV decode, the reference for random access)."""
-    return {k: syn.read_video(_video(v30, k)) for k in syn.CAMERAS}
+    return {k: read_video(_video(v30, k)) for k in syn.CAMERAS}
 
 
 @pytest.fixture

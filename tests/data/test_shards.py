@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a1.sim import synthetic as syn
 from a1.data.convert import convert
 from a1.data.lerobot import LeRobotReader
 from a1.data.normalize import FeatureStats
@@ -29,6 +28,8 @@ from a1.data.shards import (
     write_shards,
 )
 from a1.data.sources import DatasetConfig
+from a1.sim import synthetic as syn
+from tests.conftest import read_video
 
 EPISODES, FRAMES, SIZE = 5, 24, 32
 VIEWS = {"head": syn.CAMERAS[0], "left_wrist": syn.CAMERAS[1], "right_wrist": syn.CAMERAS[2]}
@@ -213,7 +214,7 @@ def test_human_folder(src, tmp_path):
         assert not rec.has_action and rec.vectors() is None and list(rec.views) == ["head"]
         assert rec.length == line["frames"] and rec.instruction(5) == line["instruction"]
         np.testing.assert_array_equal(rec.views["head"][:, :, :, :],
-                                      syn.read_video(src / "human" / line["clip"]).transpose(0, 3, 1, 2))
+                                      read_video(src / "human" / line["clip"]).transpose(0, 3, 1, 2))
         s = make_sample(rec, 3, ["head", "left_wrist"], m=15, k=4, dataset_id=0, source="h", image_size=SIZE)
         assert s.actions is None and s.image_valid.tolist() == [[False, True, True], [False, False, False]]
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from a1.sim import synthetic as syn
+from tests.conftest import read_video
 
 FPS = 15
 FRAMES = 40
@@ -86,7 +87,7 @@ def test_episode_ranges_contiguous(ds):
 def test_videos_decode_and_match_render(ds):
     root, _, _, eps = _load(ds)
     for c in syn.CAMERAS:
-        frames = syn.read_video(root / f"videos/{c}/chunk-000/file-000.mp4")
+        frames = read_video(root / f"videos/{c}/chunk-000/file-000.mp4")
         assert frames.shape == (EPISODES * FRAMES, SIZE, SIZE, 3)
         for i in (0, EPISODES - 1):
             ep = syn.make_episode(syn.episode_task(i), syn.episode_rng(3, i), FRAMES, FPS)
@@ -166,7 +167,7 @@ def test_human_clips(ds):
     assert len(lines) == 2
     for i, ln in enumerate(lines):
         assert ln["clip"] == f"clips/{i:04d}.mp4" and ln["fps"] == FPS and ln["instruction"]
-        frames = syn.read_video(root / ln["clip"])
+        frames = read_video(root / ln["clip"])
         assert frames.shape == (ln["frames"], SIZE, SIZE, 3)
 
 
