@@ -13,7 +13,10 @@ goes to ``trainer.default_root_dir`` (:mod:`a1.train.run_folder`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
+import typing
 import warnings
 
 from jsonargparse import ArgumentParser, Namespace, set_parsing_settings
@@ -22,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from a1.data.datamodule import A1DataModule
 from a1.data.pools import BadDatasetError
+from a1.model.config import UnderstandingConfig
 from a1.train.module import A1Module, NonFiniteLossError
 from a1.train.preflight import preflight
 from a1.train.progress import progress_bar
@@ -48,6 +52,44 @@ QUIET = (
     r".*isinstance\(treespec, LeafSpec\). is deprecated.*",
     r".*skip_none parameter was deprecated.*",
 )
+
+
+#: Config fields typed ``dict`` (transformers config keywords). jsonargparse substitutes a later
+#: ``--config``'s dict for an earlier one's; a1 layers them key by key like every other section (and
+#: like `a1.config.load_yaml`), so an overlay may change one key of ``vision`` without dropping the rest.
+DICT_FIELDS = tuple(f"model.policy.understanding.{f.name}" for f in dataclasses.fields(UnderstandingConfig)
+                    if typing.get_origin(typing.get_type_hints(UnderstandingConfig)[f.name]) is dict)
+
+
+def layer_dict_fields(args: list[str]) -> list[str]:
+    """``args`` with, after each ``--config`` that sets a `DICT_FIELDS` field an earlier one set too,
+    an override giving that field its key-by-key merge over the earlier files (a file that cannot be
+    read is left to the parser, which names it)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    out, layered = [], {}
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif i > 0 and args[i - 1] == "--config":
+            path = arg
+        else:
+            continue
+        try:
+            cfg = OmegaConf.load(path)
+        except Exception:  # noqa: BLE001 — missing or bad YAML: the parser reports it with the file name
+            continue
+        for key in DICT_FIELDS:
+            node = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else None
+            if not isinstance(node, DictConfig):
+                continue
+            if key in layered:
+                layered[key] = OmegaConf.merge(layered[key], node)
+                out.append(f"--{key}={json.dumps(OmegaConf.to_container(layered[key]))}")
+            else:
+                layered[key] = node
+    return out
 
 
 class A1CLI(LightningCLI):
@@ -111,7 +153,7 @@ def _cli(args: list[str] | None, cls: type[A1CLI] = A1CLI) -> A1CLI:
         auto_configure_optimizers=False,  # the optimizer and schedule live in model.optim
         parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
-        args=args,
+        args=layer_dict_fields(sys.argv[1:] if args is None else args),
     )
 
 

@@ -5,6 +5,10 @@ the code path of a real robot (processor, frame history, chunk queue, compiled m
         [--belt-speed 0.03] [--seed 0] [--execute 25 | --ensemble 0.01] [--out results.json] \\
         [--videos 2] [--workers 1] [--prompt TEXT] [--normalization NAME] [--no-compile]
 
+``--expert anticipating|static`` instead of ``--policy`` scores the scripted expert (its joint-space
+replay, as recorded by ``python -m a1.sim.record``) on the same seeds: the upper bound (anticipating)
+and, on the conveyor, the lower bound (static: aims where the cube was at reset).
+
 Episode i uses seed ``seed + i`` (the cube's start). Writes a JSON report: success rate with its 95%
 Wilson interval, mean best reward (gym-aloha's 4 transfer stages), per-episode outcome and seed, the
 execution mode, and timings; with ``--videos K`` the head view of the first K episodes as mp4.
@@ -26,15 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
+#: The scripted experts ``--expert`` scores: aiming where the cube will be, or where it was at reset.
+EXPERTS = ("anticipating", "static")
 
 @dataclass
 class EvalOptions:
     """One evaluation (the command line's flags)."""
 
-    policy: str
+    policy: str | None = None
     """Exported policy folder (``python -m a1.export`` / ``a1.import_official``)."""
+    expert: str | None = None
+    """Instead of a policy, the scripted expert: ``anticipating`` or ``static`` (see `a1.sim.experts`)."""
     task: str = "transfer_cube"
-    """``transfer_cube`` or ``conveyor_transfer_cube``."""
+    """One of `a1.sim.aloha.TASKS`."""
     episodes: int = 50
     """Episodes to run (seeds ``seed`` … ``seed + episodes − 1``)."""
     seed: int = 0
@@ -98,21 +106,51 @@ def run_episode(runtime, env, seed: int, opts: EvalOptions, prompt: str, video: 
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _run_seeds(opts: EvalOptions, progress: bool) -> list[dict]:
-    """Episodes of ``opts.seeds`` in this process."""
-    from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
+def run_expert_episode(options, seed: int, anticipate: bool, video: Path | None) -> dict:
+    """The scripted expert's episode for ``seed`` (`AlohaOptions` ``options``): its joint-space replay,
+    rendered only when a video is asked for. Steps count up to the first success, as a rollout stops."""
+    from dataclasses import replace
+
+    from a1.sim.aloha import MAX_REWARD
+    from a1.sim.experts import demonstrate
+
+    t0 = time.perf_counter()
+    demo = demonstrate(replace(options, render=video is not None), seed, anticipate)
+    if video is not None:
+        from a1.sim.lerobot_writer import write_video
+
+        write_video(video, list(demo.images["head"]), fps=50)
+    reached = np.flatnonzero(demo.rewards >= MAX_REWARD)
+    return {"seed": seed, "success": bool(demo.success), "max_reward": int(demo.rewards.max()),
+            "steps": int(reached[0]) + 1 if len(reached) else len(demo.rewards),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _episode_runner(opts: EvalOptions):
+    """``run(seed, video) -> result`` for the policy (loaded once) or the scripted expert of ``opts``."""
     from a1.sim.aloha import TASK_PROMPTS, AlohaEnv, AlohaOptions
+
+    env_options = AlohaOptions(task=opts.task, belt_speed=opts.belt_speed, episode_steps=opts.episode_steps,
+                               height=opts.height, width=opts.width)
+    if opts.expert is not None:
+        return lambda seed, video: run_expert_episode(env_options, seed, opts.expert == "anticipating", video)
+    from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
 
     runtime = PolicyRuntime.load(opts.policy, normalization=opts.normalization,
                                  options=RuntimeOptions(compile=opts.compile))
-    env = AlohaEnv(AlohaOptions(task=opts.task, belt_speed=opts.belt_speed, episode_steps=opts.episode_steps,
-                                height=opts.height, width=opts.width))
+    env = AlohaEnv(env_options)
     prompt = opts.prompt or TASK_PROMPTS[opts.task]
+    return lambda seed, video: run_episode(runtime, env, seed, opts, prompt, video)
+
+
+def _run_seeds(opts: EvalOptions, progress: bool) -> list[dict]:
+    """Episodes of ``opts.seeds`` in this process."""
+    run = _episode_runner(opts)
     out = []
     bar = _bar(len(opts.seeds), progress)
     for i, seed in enumerate(opts.seeds):
         video = Path(opts.out or "eval").with_suffix("") / f"episode_{seed}.mp4" if i < opts.videos else None
-        out.append(run_episode(runtime, env, seed, opts, prompt, video))
+        out.append(run(seed, video))
         bar.update(1)
         bar.set_postfix(success=f"{sum(r['success'] for r in out)}/{len(out)}")
     bar.close()
@@ -129,6 +167,10 @@ def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
     """Run the evaluation; returns (and with ``opts.out`` writes) the report."""
     if opts.episodes < 1 or opts.workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {opts.episodes} and {opts.workers}")
+    if (opts.policy is None) == (opts.expert is None):
+        raise ValueError("give exactly one of policy (a folder) and expert (anticipating or static)")
+    if opts.expert not in (None, *EXPERTS):
+        raise ValueError(f"expert must be one of {list(EXPERTS)}, got {opts.expert!r}")
     seeds = list(range(opts.seed, opts.seed + opts.episodes))
     t0 = time.perf_counter()
     if opts.workers == 1:
@@ -143,7 +185,7 @@ def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
     k, n = sum(r["success"] for r in results), len(results)
     lo, hi = wilson_interval(k, n)
     report = {
-        "policy": str(opts.policy), "task": opts.task, "success_rate": k / n, "wilson95": [lo, hi],
+        "policy": opts.policy, "expert": opts.expert, "task": opts.task, "success_rate": k / n, "wilson95": [lo, hi],
         "mean_max_reward": float(np.mean([r["max_reward"] for r in results])),
         "episodes": results, "options": {k_: v for k_, v in asdict(opts).items() if k_ != "seeds"},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -157,8 +199,12 @@ def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless by default (set before mujoco is imported)
     p = argparse.ArgumentParser(prog="python -m a1.eval.sim", description=__doc__.split("\n\n")[0])
-    p.add_argument("--policy", required=True, help="exported policy folder")
-    p.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "conveyor_transfer_cube"])
+    from a1.sim.aloha import TASKS
+
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--policy", help="exported policy folder")
+    who.add_argument("--expert", choices=EXPERTS, help="score the scripted expert instead (upper/lower bound)")
+    p.add_argument("--task", default="transfer_cube", choices=TASKS)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--belt-speed", type=float, default=0.03, help="conveyor belt velocity, m/s (sign: direction)")
@@ -175,9 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=128, help="rendered camera width")
     p.add_argument("--out", default=None, help="JSON report path")
     a = p.parse_args(argv)
-    opts = EvalOptions(a.policy, a.task, a.episodes, a.seed, a.belt_speed, a.execute, a.ensemble, a.prompt,
-                       a.normalization, not a.no_compile, a.videos, a.workers, a.episode_steps, a.height, a.width,
-                       a.out)
+    flags = vars(a)
+    opts = EvalOptions(compile=not flags.pop("no_compile"), **flags)
     try:
         report = evaluate(opts)
     except (ValueError, KeyError, FileNotFoundError) as err:

@@ -10,9 +10,11 @@ three 480×640 views with shadows every step, ~20× slower).
   takes (16,) instead: per arm the gripper link's xyz + quaternion (w, x, y, z) + the gripper.
 * observation: ``{"images": {view: uint8 (H, W, 3)}, "state": float64 (14,)}`` with views
   head (camera ``top``), left_wrist, right_wrist; state = joint positions in the action's layout.
-* reward: gym-aloha's transfer-cube stages — 1 right gripper touches the cube, 2 lifts it, 3 left
-  gripper touches it, 4 the left gripper holds it off the table (success). On the conveyor the belt
-  counts as the table.
+* reward: gym-aloha's stages, 4 = success. Transfer-cube: 1 the right gripper touches the cube, 2
+  lifts it, 3 the left gripper touches it, 4 the left gripper holds it off the table (on the conveyor
+  the belt counts as the table). Insertion: 1 the left gripper touches the socket and the right one
+  the peg, 2 both held off the table, 3 the peg touches the socket with both off the table, 4 the peg
+  touches the pin inside the socket.
 
 Headless rendering needs ``MUJOCO_GL=egl`` set before mujoco is imported.
 """
@@ -25,17 +27,25 @@ import numpy as np
 
 from a1.sim import aloha_scene as scene
 
-TASKS = ("transfer_cube", "conveyor_transfer_cube")
+TASKS = scene.TASKS
 TASK_PROMPTS = {
     "transfer_cube": "pick up the red cube with the right arm and hand it to the left arm",
     "conveyor_transfer_cube": "pick up the red cube from the moving belt with the right arm and hand it to the "
                               "left arm",
+    "insertion": "pick up the blue socket with the left arm and the red peg with the right arm, and insert the "
+                 "peg into the socket",
 }
 """The instruction of each task: what demonstrations are recorded with and evaluations prompt."""
 #: Control period (s): 50 Hz, 10 physics substeps of 2 ms.
 CONTROL_DT = 0.02
 SUBSTEPS = 10
 MAX_REWARD = 4
+#: The free-jointed objects of each task: object name -> its joint in the scene.
+OBJECT_JOINTS = {
+    "transfer_cube": {"cube": "red_box_joint"},
+    "conveyor_transfer_cube": {"cube": "red_box_joint"},
+    "insertion": {"peg": "red_peg_joint", "socket": "blue_socket_joint"},
+}
 
 
 @dataclass
@@ -43,7 +53,8 @@ class AlohaOptions:
     """Options of the ALOHA environment (checked on construction; errors name the key)."""
 
     task: str = "transfer_cube"
-    """transfer_cube (the cube rests on the table) or conveyor_transfer_cube (it rides a belt)."""
+    """transfer_cube (the cube rests on the table), conveyor_transfer_cube (it rides a belt) or
+    insertion (a peg and a socket rest on the table)."""
     height: int = 96
     """Image height in pixels (all views)."""
     width: int = 128
@@ -67,6 +78,14 @@ class AlohaOptions:
     """Conveyor only: belt velocity along y (m/s); the sign is the direction (+y away from the front)."""
     belt_lead_s: float = 3.0
     """Conveyor only: the cube starts upstream so that it is in ``cube_y`` this many seconds in."""
+    peg_x: tuple[float, float] = (0.1, 0.2)
+    """Insertion only: range of the peg's x (m), right of the middle (gym-aloha's range)."""
+    peg_y: tuple[float, float] = (0.4, 0.6)
+    """Insertion only: range of the peg's y (m)."""
+    socket_x: tuple[float, float] = (-0.2, -0.1)
+    """Insertion only: range of the socket's x (m), left of the middle (gym-aloha's range)."""
+    socket_y: tuple[float, float] = (0.4, 0.6)
+    """Insertion only: range of the socket's y (m)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -77,8 +96,11 @@ class AlohaOptions:
                 raise ValueError(f"AlohaOptions.{key} must be a positive integer, got {value!r}")
         if not self.cameras:
             raise ValueError("AlohaOptions.cameras must name at least one view")
-        for key in ("cube_x", "cube_y"):
-            lo, hi = getattr(self, key)
+        for key in ("cube_x", "cube_y", "peg_x", "peg_y", "socket_x", "socket_y"):
+            value = getattr(self, key)
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise ValueError(f"AlohaOptions.{key} must be (low, high), got {value!r}")
+            lo, hi = value
             if lo > hi:
                 raise ValueError(f"AlohaOptions.{key} must be (low, high) with low <= high, got {(lo, hi)}")
         if abs(self.belt_speed) > 0.2:
@@ -135,7 +157,10 @@ class AlohaEnv:
         for view, cam in self.options.cameras.items():
             if cam not in names:
                 raise ValueError(f"AlohaOptions.cameras[{view!r}]: no camera {cam!r} in the scene ({names})")
-        self._cube_adr = model.jnt_qposadr[model.name2id("red_box_joint", "joint")]
+        self._object_adr = {
+            name: int(model.jnt_qposadr[model.name2id(joint, "joint")])
+            for name, joint in OBJECT_JOINTS[self.options.task].items()
+        }
         self._belt_dof = model.jnt_dofadr[model.name2id("belt_joint", "joint")] if self.options.conveyor else None
         self._surfaces = {"table", "belt"}
         self.steps = 0
@@ -153,13 +178,29 @@ class AlohaEnv:
             z += scene.BELT_TOP
         return np.array([x, y, z])
 
+    def sample_insertion(self, seed: int) -> dict[str, np.ndarray]:
+        """The peg's and the socket's start xyz for ``seed``, both resting on the table, upright."""
+        rng = np.random.default_rng(seed)
+        o = self.options
+        peg = (rng.uniform(*o.peg_x), rng.uniform(*o.peg_y), scene.PEG_REST_Z)
+        socket = (rng.uniform(*o.socket_x), rng.uniform(*o.socket_y), scene.SOCKET_REST_Z)
+        return {"peg": np.array(peg), "socket": np.array(socket)}
+
+    def sample_objects(self, seed: int) -> dict[str, np.ndarray]:
+        """Each object's start xyz for ``seed`` (``OBJECT_JOINTS`` names them), as `reset` places them."""
+        if self.options.task == "insertion":
+            return self.sample_insertion(seed)
+        return {"cube": self.sample_cube(seed)}
+
     def reset(self, seed: int = 0) -> dict:
-        """Start pose, the cube placed for ``seed``, belt moving; returns the first observation."""
+        """Start pose, the objects placed for ``seed``, belt moving; returns the first observation."""
         p = self.physics
         with p.reset_context():
             p.data.qpos[:16] = scene.START_ARM_POSE
-            p.data.qpos[self._cube_adr : self._cube_adr + 3] = self.sample_cube(seed)
-            p.data.qpos[self._cube_adr + 3 : self._cube_adr + 7] = (1.0, 0.0, 0.0, 0.0)
+            for name, xyz in self.sample_objects(seed).items():
+                adr = self._object_adr[name]
+                p.data.qpos[adr : adr + 3] = xyz
+                p.data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
             if self.mocap:
                 p.data.mocap_pos[0], p.data.mocap_pos[1] = scene.LEFT_GRIPPER_START, scene.RIGHT_GRIPPER_START
                 p.data.mocap_quat[:] = (1.0, 0.0, 0.0, 0.0)
@@ -191,7 +232,8 @@ class AlohaEnv:
 
     @property
     def success(self) -> bool:
-        """Whether the episode reached the full reward (the left gripper holds the cube up)."""
+        """Whether the episode reached the full reward (the left gripper holds the cube up; the peg
+        touches the pin)."""
         return self.max_reward == MAX_REWARD
 
     # -- actuation -------------------------------------------------------------------------------
@@ -229,9 +271,16 @@ class AlohaEnv:
         idx = (0, 2) if self.mocap else (6, 14)
         return np.array([normalize_gripper(ctrl[i]) for i in idx])
 
+    def object_position(self, name: str) -> np.ndarray:
+        """The xyz now (m) of object ``name`` (cube; or peg, socket)."""
+        if name not in self._object_adr:
+            raise KeyError(f"task {self.options.task!r} has no object {name!r}; it has {sorted(self._object_adr)}")
+        adr = self._object_adr[name]
+        return self.physics.data.qpos[adr : adr + 3].copy()
+
     def cube_position(self) -> np.ndarray:
-        """The cube's xyz now (m)."""
-        return self.physics.data.qpos[self._cube_adr : self._cube_adr + 3].copy()
+        """The cube's xyz now (m) (transfer-cube tasks)."""
+        return self.object_position("cube")
 
     def images(self) -> dict[str, np.ndarray]:
         """Each view rendered at the configured size, uint8 (H, W, 3)."""
@@ -250,8 +299,13 @@ class AlohaEnv:
         return {frozenset((m.id2name(c.geom1, "geom"), m.id2name(c.geom2, "geom"))) for c in d.contact[: d.ncon]}
 
     def reward(self) -> int:
-        """gym-aloha's transfer-cube reward stage (0..4) now."""
+        """gym-aloha's reward stage (0..4) of the task now."""
         pairs = self.contacts()
+        if self.options.task == "insertion":
+            return _insertion_reward(pairs)
+        return self._transfer_reward(pairs)
+
+    def _transfer_reward(self, pairs: set[frozenset[str]]) -> int:
         touch_left = frozenset(("red_box", "vx300s_left/10_left_gripper_finger")) in pairs
         touch_right = frozenset(("red_box", "vx300s_right/10_right_gripper_finger")) in pairs
         on_surface = any(frozenset(("red_box", s)) in pairs for s in self._surfaces)
@@ -261,3 +315,25 @@ class AlohaEnv:
         if touch_left:
             reward = 4 if not on_surface else 3
         return reward
+
+
+def _insertion_reward(pairs: set[frozenset[str]]) -> int:
+    """gym-aloha's insertion stage (0..4) from the geom pairs in contact (unordered pairs)."""
+
+    def touches(a: str, others: tuple[str, ...]) -> bool:
+        return any(frozenset((a, b)) in pairs for b in others)
+
+    walls = scene.SOCKET_WALLS
+    touch_left = any(touches(w, ("vx300s_left/10_left_gripper_finger",)) for w in walls)
+    touch_right = touches("red_peg", ("vx300s_right/10_right_gripper_finger",))
+    peg_on_table = touches("red_peg", ("table",))
+    socket_on_table = any(touches(w, ("table",)) for w in walls)
+    lifted = not peg_on_table and not socket_on_table
+    reward = 0
+    if touch_left and touch_right:
+        reward = 2 if lifted else 1
+    if touches("red_peg", walls) and lifted:
+        reward = 3
+    if touches("red_peg", ("pin",)):
+        reward = 4
+    return reward

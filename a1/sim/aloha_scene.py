@@ -3,7 +3,9 @@
 The robot (two ViperX 300s arms), the table, the lights and the cameras come from the asset files
 that `gym-aloha` ships (included by file name, read from its package folder). What sits on the table
 is ours: the red cube of transfer-cube, and for the conveyor task a belt — a heavy slab on a slide
-joint along y whose velocity the environment sets every control step; friction carries the cube.
+joint along y whose velocity the environment sets every control step; friction carries the cube. For
+insertion, a red peg and a blue socket — a square tube open at both ends along x, four thin walls
+around a red pin that fills its middle — each on a free joint.
 
 Two variants of each scene:
 
@@ -16,6 +18,9 @@ Two variants of each scene:
 from __future__ import annotations
 
 from pathlib import Path
+
+#: The tasks a scene can be built for.
+TASKS = ("transfer_cube", "conveyor_transfer_cube", "insertion")
 
 #: The 16 robot joints, in qpos order (left arm, then right arm).
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
@@ -45,6 +50,21 @@ BELT_HALF_X = 0.12
 BELT_HALF_Y = 0.6
 #: The y about which the belt is centred (the middle of the cube's y range).
 BELT_Y = 0.5
+
+#: Insertion: the peg's half-extents (m) — a bar along x.
+PEG_HALF = (0.06, 0.01, 0.01)
+#: The socket: half-length along x of its walls, their half-thickness, and the half-width of the
+#: square opening inside them (2 mm of clearance around the peg on every side).
+SOCKET_HALF_LENGTH = 0.06
+SOCKET_WALL = 0.002
+SOCKET_INNER = 0.018
+#: The pin: a bar the peg's cross-section in the socket's middle; the peg touching it is success.
+PIN_HALF_LENGTH = 0.04
+#: Heights of the peg's and the socket's centres when they rest on the table (m).
+PEG_REST_Z = PEG_HALF[2]
+SOCKET_REST_Z = SOCKET_INNER + 2 * SOCKET_WALL
+#: The socket's wall geoms (bottom, top, and the two sides).
+SOCKET_WALLS = ("socket-1", "socket-2", "socket-3", "socket-4")
 
 _FINGER_ACTUATORS = """
     <position ctrllimited="true" ctrlrange="0.021 0.057" joint="vx300s_{side}/left_finger" kp="200" user="1"/>
@@ -112,6 +132,38 @@ def _belt() -> str:
     </body>"""
 
 
+def _peg_and_socket() -> str:
+    # Rest poses of a default episode; AlohaEnv.reset places both per seed.
+    peg = " ".join(str(v) for v in PEG_HALF)
+    length, wall, inner = SOCKET_HALF_LENGTH, SOCKET_WALL, SOCKET_INNER
+    offset = inner + wall  # wall centre from the socket's axis
+    walls = (  # name, centre, half-extents
+        ("socket-1", (0, 0, -offset), (length, inner, wall)),
+        ("socket-2", (0, 0, offset), (length, inner, wall)),
+        ("socket-3", (0, offset, 0), (length, wall, inner)),
+        ("socket-4", (0, -offset, 0), (length, wall, inner)),
+    )
+    contact = 'condim="4" solimp="2 1 0.01" solref="0.01 1"'
+    wall_geoms = "".join(
+        f"""
+      <geom name="{name}" type="box" pos="{' '.join(map(str, pos))}" size="{' '.join(map(str, size))}"
+            {contact} friction="1 0.05 0.001" rgba="0 0 1 1"/>"""
+        for name, pos, size in walls
+    )
+    return f"""
+    <body name="peg" pos="0.15 0.5 {PEG_REST_Z}">
+      <joint name="red_peg_joint" type="free" frictionloss="0.01"/>
+      <inertial pos="0 0 0" mass="0.05" diaginertia="0.002 0.002 0.002"/>
+      <geom name="red_peg" type="box" size="{peg}" {contact} friction="1 0.005 0.0001" rgba="1 0 0 1"/>
+    </body>
+    <body name="socket" pos="-0.15 0.5 {SOCKET_REST_Z}">
+      <joint name="blue_socket_joint" type="free" frictionloss="0.01"/>
+      <inertial pos="0 0 0" mass="0.05" diaginertia="0.002 0.002 0.002"/>{wall_geoms}
+      <geom name="pin" type="box" size="{PIN_HALF_LENGTH} {PEG_HALF[1]} {PEG_HALF[2]}" {contact}
+            friction="1 0.005 0.0001" rgba="1 0 0 1"/>
+    </body>"""
+
+
 def _mocap() -> str:
     bodies = []
     for side, pos in (("left", LEFT_MOCAP_XML), ("right", RIGHT_MOCAP_XML)):
@@ -124,13 +176,16 @@ def _mocap() -> str:
 
 
 def scene_xml(task: str, variant: str) -> str:
-    """The scene's XML text. ``task``: transfer_cube | conveyor_transfer_cube; ``variant``: joint | mocap."""
-    if task not in ("transfer_cube", "conveyor_transfer_cube"):
-        raise ValueError(f"task must be 'transfer_cube' or 'conveyor_transfer_cube', got {task!r}")
+    """The scene's XML text. ``task``: one of `TASKS`; ``variant``: joint | mocap."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if variant not in ("joint", "mocap"):
         raise ValueError(f"variant must be 'joint' or 'mocap', got {variant!r}")
     conveyor = task == "conveyor_transfer_cube"
-    bodies = _cube(conveyor) + (_belt() if conveyor else "")
+    if task == "insertion":
+        bodies = _peg_and_socket()
+    else:
+        bodies = _cube(conveyor) + (_belt() if conveyor else "")
     if variant == "mocap":
         bodies += _mocap()
         actuators = _FINGER_ACTUATORS.format(side="left") + _FINGER_ACTUATORS.format(side="right")

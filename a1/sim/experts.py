@@ -1,4 +1,4 @@
-"""Scripted experts for the ALOHA transfer-cube tasks, and the demonstrations they produce.
+"""Scripted experts for the ALOHA tasks, and the demonstrations they produce.
 
 An expert is a list of end-effector waypoints per arm (time step, gripper-link xyz, quaternion,
 gripper opening), linearly interpolated and played on the mocap variant of the scene. The joint
@@ -6,9 +6,17 @@ trajectory that results (arm joint positions + the commanded grippers) is then r
 rendering, in the joint-controlled scene: that replay is the demonstration, and its reward decides
 success — exactly what a policy trained on it would have to reproduce.
 
-The plan: the right arm descends on the cube, closes, and carries it to a meeting point above the
-middle of the table; the left arm comes in from the other side, closes on the cube, the right arm
-lets go, and the left arm pulls back holding it.
+Transfer-cube (`TransferExpert`): the right arm descends on the cube, closes, and carries it to a
+meeting point above the middle of the table; the left arm comes in from the other side, closes on the
+cube, the right arm lets go, and the left arm pulls back holding it.
+
+Insertion (`InsertionExpert`): the left arm descends on the socket and the right arm on the peg, both
+close and lift; they carry them to either side of a meeting point above the middle of the table, the
+peg's axis in line with the socket's, then move in towards each other until the peg slides into the
+socket and touches the pin.
+
+`make_expert` picks the expert of a task; `expert_joint_trajectory`, `replay` and `demonstrate` are
+the same for every task.
 
 On the conveyor the cube moves while the right arm approaches. The anticipating expert
 (``anticipate=True``) aims each grasp waypoint where the cube will be at that step (start position
@@ -18,6 +26,7 @@ cube was at reset, as on the static task, and misses once the belt has moved it 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
@@ -29,6 +38,8 @@ from a1.sim.aloha import CONTROL_DT, AlohaEnv, AlohaOptions
 MEET_XYZ = np.array([0.0, 0.5, 0.25])
 #: Steps at which the right gripper is above the cube, at grasp height, and closed on it.
 APPROACH_T, DESCEND_T, CLOSE_T = 90, 130, 170
+#: Insertion: the point (m) the peg and the socket are brought together above.
+INSERT_MEET_XYZ = np.array([0.0, 0.5, 0.15])
 
 
 def pitch(degrees: float) -> np.ndarray:
@@ -64,13 +75,30 @@ def interpolate(waypoints: list[Waypoint], t: int) -> np.ndarray:
 
 
 @dataclass
-class TransferExpert:
+class WaypointExpert(ABC):
+    """An expert as two lists of end-effector waypoints (left arm, right arm), planned by `plan` from
+    the scene at reset and interpolated by `action` on the mocap variant."""
+
+    left: list[Waypoint] = field(default_factory=list, init=False)
+    right: list[Waypoint] = field(default_factory=list, init=False)
+
+    @abstractmethod
+    def plan(self, env: AlohaEnv) -> None:
+        """Fill ``left`` and ``right`` for the episode the mocap ``env`` was just reset into."""
+
+    def action(self, t: int) -> np.ndarray:
+        """(16,) mocap action at step ``t``: left pose + gripper, right pose + gripper."""
+        if not self.left or not self.right:
+            raise RuntimeError(f"{type(self).__name__}.plan(env) must be called after env.reset and before action()")
+        return np.concatenate([interpolate(self.left, t), interpolate(self.right, t)])
+
+
+@dataclass
+class TransferExpert(WaypointExpert):
     """End-effector waypoints for transfer-cube, planned from the cube's pose at reset."""
 
     anticipate: bool = True
     """Aim the grasp where the cube will be (start + belt velocity × time); False aims where it was."""
-    left: list[Waypoint] = field(default_factory=list)
-    right: list[Waypoint] = field(default_factory=list)
 
     def plan(self, env: AlohaEnv) -> None:
         """Plan both arms' waypoints for the episode ``env`` was just reset into."""
@@ -106,19 +134,63 @@ class TransferExpert:
             Waypoint(400, MEET_XYZ + [-0.1, 0, 0], meet_q, 0.0),
         ]
 
-    def action(self, t: int) -> np.ndarray:
-        """(16,) mocap action at step ``t``: left pose + gripper, right pose + gripper."""
-        if not self.left:
-            raise RuntimeError("TransferExpert.plan(env) must be called after env.reset and before action()")
-        return np.concatenate([interpolate(self.left, t), interpolate(self.right, t)])
+
+@dataclass
+class InsertionExpert(WaypointExpert):
+    """End-effector waypoints for insertion, planned from the peg's and the socket's poses at reset."""
+
+    grasp_dz: tuple[float, float] = (-0.002, 0.01)
+    """Gripper-link height (m) above the (socket, peg) centre when closing on it."""
+    meet_gap: float = 0.05
+    """How far (m) from the meeting point's x each gripper link ends, the peg inside the socket."""
+    right_lift: float = 0.00715
+    """How much higher (m) the right gripper carries the peg than the left the socket, so that their
+    axes line up (the two are grasped at different heights relative to their centres)."""
+
+    def plan(self, env: AlohaEnv) -> None:
+        """Plan both arms' waypoints for the episode ``env`` was just reset into."""
+        socket, peg = env.object_position("socket"), env.object_position("peg")
+        left0, right0 = env.physics.data.mocap_pos.copy()
+        ident = np.array([1.0, 0.0, 0.0, 0.0])
+        meet = INSERT_MEET_XYZ
+        side = np.array([1.0, 0.0, 0.0])
+        self.left = self._arm(left0, ident, socket, self.grasp_dz[0], pitch(60.0), meet - side * self.meet_gap, -side)
+        self.right = self._arm(right0, ident, peg, self.grasp_dz[1], pitch(-60.0),
+                               meet + side * self.meet_gap + [0, 0, self.right_lift], side)
+
+    @staticmethod
+    def _arm(start: np.ndarray, start_q: np.ndarray, target: np.ndarray, grasp_dz: float, q: np.ndarray,
+             end: np.ndarray, outward: np.ndarray) -> list[Waypoint]:
+        """One arm: above ``target``, down, close, lift to 5 cm outward of ``end``, move in to ``end``."""
+        grasp = target + [0.0, 0.0, grasp_dz]
+        return [
+            Waypoint(0, start, start_q, 0.0),
+            Waypoint(120, grasp + [0.0, 0.0, 0.11], q, 1.0),  # above the object, open
+            Waypoint(170, grasp, q, 1.0),  # down
+            Waypoint(220, grasp, q, 0.0),  # closed on it
+            Waypoint(285, end + outward * 0.05, q, 0.0),  # lifted, in line with the other
+            Waypoint(340, end, q, 0.0),  # moved in: the peg in the socket
+            Waypoint(400, end, q, 0.0),
+        ]
+
+
+def make_expert(task: str, anticipate: bool = True) -> WaypointExpert:
+    """The scripted expert of ``task`` (``anticipate``: transfer-cube's, see `TransferExpert`; nothing
+    moves on its own in insertion, so it has no effect there)."""
+    if task == "insertion":
+        return InsertionExpert()
+    if task in ("transfer_cube", "conveyor_transfer_cube"):
+        return TransferExpert(anticipate=anticipate)
+    raise ValueError(f"no scripted expert for task {task!r}")
 
 
 def expert_joint_trajectory(options: AlohaOptions, seed: int, anticipate: bool = True) -> tuple[np.ndarray, bool]:
-    """Play the expert on the mocap scene (no rendering); returns ((T, 14) joint actions, success there)."""
+    """Play the task's expert on the mocap scene (no rendering); returns ((T, 14) joint actions, success
+    there)."""
     opts = replace(options, render=False)
     env = AlohaEnv(opts, mocap=True)
     env.reset(seed)
-    expert = TransferExpert(anticipate=anticipate)
+    expert = make_expert(opts.task, anticipate)
     expert.plan(env)
     actions = []
     for t in range(opts.episode_steps):

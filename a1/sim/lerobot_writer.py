@@ -91,13 +91,22 @@ def feature_stats(x: np.ndarray) -> dict[str, list]:
     return {k: np.asarray(v).tolist() for k, v in out.items()}
 
 
-def image_stats(frames: np.ndarray) -> dict[str, list]:
-    """Per-channel stats of uint8 frames in [0, 1], shaped (3, 1, 1) like LeRobot."""
-    flat = frames.reshape(-1, 3).astype(np.float64) / 255.0
-    s = feature_stats(flat)
-    return {k: (v if k == "count" else [[[c]] for c in v]) for k, v in s.items()} | {
-        "count": [int(frames.shape[0])]
-    }
+#: Frames the image statistics are estimated from (evenly spaced over the dataset), as LeRobot
+#: samples frames for them: the exact figures over every pixel of 20K frames would need ~15 GB.
+IMAGE_STATS_FRAMES = 400
+
+
+def image_stats(episodes: list[np.ndarray]) -> dict[str, list]:
+    """Per-channel stats in [0, 1], shaped (3, 1, 1) like LeRobot, of one camera's uint8 (T, H, W, 3)
+    frames over ``episodes`` — estimated from at most `IMAGE_STATS_FRAMES` evenly spaced frames;
+    ``count`` is the number of frames."""
+    total = sum(len(e) for e in episodes)
+    picks = np.unique(np.linspace(0, total - 1, min(total, IMAGE_STATS_FRAMES)).round().astype(np.int64))
+    starts = np.cumsum([0] + [len(e) for e in episodes])
+    owner = np.searchsorted(starts, picks, side="right") - 1
+    sample = np.stack([episodes[e][i - starts[e]] for e, i in zip(owner, picks)])
+    s = feature_stats(sample.reshape(-1, 3).astype(np.float64) / 255.0)
+    return {k: (v if k == "count" else [[[c]] for c in v]) for k, v in s.items()} | {"count": [int(total)]}
 
 
 # --------------------------------------------------------------------------- writers
@@ -176,10 +185,11 @@ def write_lerobot(root: Path, demos: list[Demo], fps: int, robot_type: str, join
     lengths = [d.length for d in demos]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     video_info, img_stats = {}, {}
-    for cam in cams:
-        frames = np.concatenate([d.frames[cam] for d in demos])
+    for cam in cams:  # one file per camera, every episode in turn (never all frames in one array)
+        episodes = [d.frames[cam] for d in demos]
+        frames = (image for e in episodes for image in e)
         video_info[cam] = write_video(root / VIDEO_PATH.format(video_key=cam, chunk_index=0, file_index=0), frames, fps)
-        img_stats[cam] = image_stats(frames)
+        img_stats[cam] = image_stats(episodes)
     scalar = _write_data(root, demos, fps, {t: i for i, t in enumerate(tasks)})
     (root / "meta").mkdir(parents=True, exist_ok=True)
     pq.write_table(_tasks_table(tasks), root / "meta/tasks.parquet")

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless by default (set before mujoco is imported)
     p = argparse.ArgumentParser(prog="python -m a1.sim.record", description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
-    p.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "conveyor_transfer_cube"])
+    from a1.sim.aloha import TASKS
+
+    p.add_argument("--task", default="transfer_cube", choices=TASKS)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--belt-speed", type=float, default=0.03, help="conveyor belt velocity, m/s (sign: direction)")

@@ -44,3 +44,30 @@ def test_a_tiny_policy_runs_two_episodes_end_to_end(tmp_path):
     assert report["options"]["execute"] == 8 and report["options"]["task"] == "conveyor_transfer_cube"
     assert (tmp_path / "eval" / "report" / "episode_7.mp4").stat().st_size > 0
     assert not (tmp_path / "eval" / "report" / "episode_8.mp4").exists()
+
+
+def test_the_scripted_experts_are_scored_over_worker_processes(tmp_path):
+    """``--expert`` scores the recorded demonstrations' expert on the same seeds; two worker processes
+    give the same per-seed outcomes, in seed order, as one process."""
+    pytest.importorskip("dm_control", reason="the MuJoCo simulator needs the `sim` extra: pip install -e '.[sim]'")
+    from a1.eval.sim import EvalOptions, evaluate
+
+    base = {"task": "conveyor_transfer_cube", "episodes": 3, "seed": 0, "belt_speed": 0.03}
+    two = evaluate(EvalOptions(expert="anticipating", workers=2, **base), progress=False)
+    one = evaluate(EvalOptions(expert="anticipating", **base), progress=False)
+    static = evaluate(EvalOptions(expert="static", **base), progress=False)
+    assert [e["seed"] for e in two["episodes"]] == [0, 1, 2]
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in two["episodes"]]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in one["episodes"]]
+    assert two["success_rate"] == 1.0 and two["expert"] == "anticipating" and two["policy"] is None
+    assert static["success_rate"] == 0.0  # it grasps where the belt has carried the cube away from
+    assert all(e["steps"] < 400 for e in two["episodes"])
+
+
+def test_policy_and_expert_are_exclusive():
+    from a1.eval.sim import EvalOptions, evaluate
+
+    with pytest.raises(ValueError, match="exactly one of policy"):
+        evaluate(EvalOptions(policy="x", expert="static"))
+    with pytest.raises(ValueError, match="expert must be one of"):
+        evaluate(EvalOptions(expert="oracle"))

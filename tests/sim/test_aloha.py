@@ -75,7 +75,7 @@ def test_belt_carries_the_cube(conveyor_env: AlohaEnv):
 
 def test_bad_options_and_actions_name_the_key():
     with pytest.raises(ValueError, match="AlohaOptions.task"):
-        AlohaOptions(task="insertion")
+        AlohaOptions(task="stack_cubes")
     with pytest.raises(ValueError, match="AlohaOptions.height"):
         AlohaOptions(height=0)
     with pytest.raises(ValueError, match="AlohaOptions.belt_speed"):

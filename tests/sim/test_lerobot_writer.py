@@ -44,3 +44,18 @@ def test_inconsistent_demos_are_refused(tmp_path):
     short.frames[CAMS[0]] = short.frames[CAMS[0]][:4]
     with pytest.raises(ValueError, match=r"demo 0: observation.images.top frames must be \(5, H, W, 3\)"):
         write_lerobot(tmp_path / "y", [short], 10, "aloha", [])
+
+
+def test_image_stats_are_estimated_from_a_bounded_sample_of_every_episode():
+    """Each camera's statistics come from at most IMAGE_STATS_FRAMES evenly spaced frames, drawn across
+    all episodes (memory stays bounded for long recordings); count is every frame."""
+    from a1.sim.lerobot_writer import IMAGE_STATS_FRAMES, image_stats
+
+    dark = np.zeros((300, 4, 6, 3), np.uint8)
+    bright = np.full((500, 4, 6, 3), 255, np.uint8)
+    bright[..., 2] = 51  # blue channel 0.2
+    stats = image_stats([dark, bright])
+    assert stats["count"] == [800] and IMAGE_STATS_FRAMES < 800
+    assert np.allclose(np.ravel(stats["mean"]), [5 / 8, 5 / 8, 0.2 * 5 / 8], atol=0.01)
+    assert np.ravel(stats["min"]).tolist() == [0, 0, 0] and np.ravel(stats["max"]).tolist() == [1, 1, 0.2]
+    assert np.asarray(stats["q99"]).shape == (3, 1, 1)

@@ -103,6 +103,14 @@ def test_data_options_are_linked_from_the_model():
     (["pretrain_3b.yaml", "posttrain_3b.yaml", "posttrain_robotwin_3b.yaml"],
      lambda c: c.data.datasets[0].cameras["head"] == "observation.images.cam_high" and c.data.batch_size == 16),
     (["pretrain_2b.yaml"], lambda c: c.model.policy.understanding.family == "internvl"),
+    (["tiny.yaml", "sim_aloha.yaml"], lambda c: c.data.synthetic is None and c.data.options.chunk_size == 32
+     and [d.name for d in c.data.datasets] == ["transfer_cube", "conveyor_transfer_cube"]
+     and c.data.options.image_size == c.model.policy.understanding.image_size == 96),
+    (["tiny.yaml", "sim_aloha.yaml", "sim_aloha_nogen.yaml"],
+     lambda c: not c.model.policy.generation.enabled and c.data.options.chunk_size == 32),
+    (["tiny.yaml", "sim_aloha.yaml", "sim_aloha_gpu.yaml"],
+     lambda c: c.model.policy.action.expert.num_layers == c.model.policy.understanding.text["num_hidden_layers"] == 8
+     and c.trainer.precision == "bf16-mixed" and c.data.options.image_size == 128),
 ])
 def test_overlays_layer_on_their_base(layers, check):
     cfg = parse_config([a for name in layers for a in ("--config", str(CONFIGS / name))])
@@ -197,3 +205,21 @@ def test_shards_made_with_another_geometry_are_refused_before_the_model(capsys, 
     err = _fails(capsys, "--config", TINY, "--config", str(overlay), f"--trainer.default_root_dir={tmp_path / 'run'}")
     assert "geometry 'stretch'" in err and "data.options.geometry is 'letterbox'" in err and str(shards) in err
     assert not (tmp_path / "run").exists()  # nothing was built or written
+
+
+def test_an_overlay_changes_one_key_of_a_dict_field_and_keeps_the_rest(tmp_path):
+    """``understanding.vision``/``text``/``model`` are dicts (transformers keywords): a later --config
+    layers them key by key, like every other section and like `a1.config.load_yaml` (the reader of
+    a1.model.summary); a dotted override after it still wins."""
+    from a1.config import load_yaml
+
+    overlay = tmp_path / "vision.yaml"
+    overlay.write_text("model:\n  policy:\n    understanding:\n      vision: {num_position_embeddings: 36}\n"
+                       "      text: {num_hidden_layers: 3}\n")
+    cfg = parse_config(["--config", TINY, "--config", str(overlay), "--model.policy.understanding.text.head_dim=8"])
+    und = cfg.model.policy.understanding
+    base = load_yaml(TINY)["model"]["policy"]["understanding"]
+    assert und.vision == {**base["vision"], "num_position_embeddings": 36}
+    assert und.text == {**base["text"], "num_hidden_layers": 3, "head_dim": 8}
+    assert und.model == base["model"]
+    assert load_yaml(TINY, overlay)["model"]["policy"]["understanding"]["vision"] == und.vision
