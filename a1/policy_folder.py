@@ -208,6 +208,14 @@ class LoadedPolicy:
         return proc.raw_actions(chunk, parsed.state)
 
 
+def normalization_names(folder: str | Path) -> list[str]:
+    """The names of the statistics an exported policy folder holds (its datasets), without loading it."""
+    entries = _read_json(Path(folder) / NORMALIZATION)
+    if not isinstance(entries, dict):
+        raise PolicyLoadError(f"{Path(folder) / NORMALIZATION}: expected a mapping of dataset name to statistics")
+    return list(entries)
+
+
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise PolicyLoadError(f"missing {path} (not an a1 exported policy folder?)")

@@ -56,7 +56,8 @@ class EvalOptions:
     prompt: str | None = None
     """Instruction (None: the task's own, as its demonstrations are recorded)."""
     normalization: str | None = None
-    """The policy's statistics to use (None: its only one with action statistics)."""
+    """The policy's statistics to use (None: those named after the task, as `configs/sim_aloha.yaml`
+    names its datasets, else the policy's only one with action statistics)."""
     compile: bool = True
     """torch.compile the runtime."""
     videos: int = 0
@@ -135,8 +136,12 @@ def _episode_runner(opts: EvalOptions):
     if opts.expert is not None:
         return lambda seed, video: run_expert_episode(env_options, seed, opts.expert == "anticipating", video)
     from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
+    from a1.policy_folder import normalization_names
 
-    runtime = PolicyRuntime.load(opts.policy, normalization=opts.normalization,
+    normalization = opts.normalization
+    if normalization is None and opts.task in normalization_names(opts.policy):
+        normalization = opts.task
+    runtime = PolicyRuntime.load(opts.policy, normalization=normalization,
                                  options=RuntimeOptions(compile=opts.compile))
     env = AlohaEnv(env_options)
     prompt = opts.prompt or TASK_PROMPTS[opts.task]
@@ -212,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--execute", type=int, default=None, help="actions executed per chunk (default: all)")
     mode.add_argument("--ensemble", type=float, default=None, help="temporal ensembling weight m (ACT)")
     p.add_argument("--prompt", default=None, help="instruction (default: the task's)")
-    p.add_argument("--normalization", default=None, help="the policy's statistics to use")
+    p.add_argument("--normalization", default=None,
+                   help="the policy's statistics to use (default: those named after the task, else its only one)")
     p.add_argument("--no-compile", action="store_true", help="run eager PyTorch")
     p.add_argument("--videos", type=int, default=0, help="record the head view of the first N episodes")
     p.add_argument("--workers", type=int, default=1, help="processes running episodes")
