@@ -44,24 +44,14 @@ SCALE_CONFIGS = {"3B": "configs/pretrain_3b.yaml", "2B": "configs/pretrain_2b.ya
 BATCH_SIZE = 2  # samples in the tiny batch; sample 1 gets its right wrist camera removed
 
 # %%
-import sys
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 
-def find_repo_root(start: Path) -> Path:
-    """Walk up from ``start`` until the folder holding ``configs/tiny.yaml``."""
-    for folder in [start, *start.parents]:
-        if (folder / "configs" / "tiny.yaml").is_file():
-            return folder
-    raise FileNotFoundError(f"no configs/tiny.yaml above {start}; open the notebook inside the a1 repo")
+from a1.teaching import notebook_setup  # noqa: E402
 
-
-ROOT = find_repo_root(Path.cwd().resolve())
-if str(ROOT) not in sys.path:  # works without `pip install -e .` too
-    sys.path.insert(0, str(ROOT))
+ROOT = notebook_setup()  # the repository root; $A1_CACHE → its .cache/a1 unless set
 
 from a1.config import policy_config  # noqa: E402
 from a1.model.mask import ACTION, GENERATION, STATE, UNDERSTANDING  # noqa: E402

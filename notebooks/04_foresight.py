@@ -38,29 +38,16 @@ EPISODE, FRAME = 2, 20  # the synthetic frame window of §1–2 (episode 2: the 
 
 # %%
 import os
-import sys
 from itertools import cycle, islice
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 
-def find_repo_root(start: Path) -> Path:
-    """Walk up from ``start`` until the folder holding ``configs/tiny.yaml``."""
-    for folder in [start, *start.parents]:
-        if (folder / "configs" / "tiny.yaml").is_file():
-            return folder
-    raise FileNotFoundError(f"no configs/tiny.yaml above {start}; open the notebook inside the a1 repo")
+from a1.teaching import notebook_setup  # noqa: E402
 
-
-ROOT = find_repo_root(Path.cwd().resolve())
-if str(ROOT) not in sys.path:  # works without `pip install -e .` too
-    sys.path.insert(0, str(ROOT))
-# a1 caches statistics and the synthetic world under $A1_CACHE (default .cache/a1 of the working
-# directory); point it at the repo's, where `python -m a1.fit --config configs/tiny.yaml` looks too.
-os.environ.setdefault("A1_CACHE", str(ROOT / ".cache" / "a1"))
+ROOT = notebook_setup()  # the repository root; $A1_CACHE → its .cache/a1 unless set
 
 from a1.config import policy_config  # noqa: E402
 from a1.data.preview import source_frames  # noqa: E402

@@ -46,8 +46,6 @@ RUN_ROOT = None  # None: a new temporary folder; real use: e.g. "outputs/noteboo
 
 # %%
 import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -55,20 +53,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def find_repo_root(start: Path) -> Path:
-    """Walk up from ``start`` until the folder holding ``configs/tiny.yaml``."""
-    for folder in [start, *start.parents]:
-        if (folder / "configs" / "tiny.yaml").is_file():
-            return folder
-    raise FileNotFoundError(f"no configs/tiny.yaml above {start}; open the notebook inside the a1 repo")
+from a1.teaching import notebook_setup  # noqa: E402
 
-
-ROOT = find_repo_root(Path.cwd().resolve())
-if str(ROOT) not in sys.path:  # works without `pip install -e .` too
-    sys.path.insert(0, str(ROOT))
-# The config keeps the synthetic world under $A1_CACHE (default .cache/a1, relative to the working
-# directory): point it at the repository's cache, so the notebook reuses what `python -m a1.fit` made.
-os.environ.setdefault("A1_CACHE", str(ROOT / ".cache" / "a1"))
+ROOT = notebook_setup()  # the repository root; $A1_CACHE → its .cache/a1 unless set
 
 from a1.fit import main as fit  # noqa: E402
 from a1.train.metrics_log import read_metrics  # noqa: E402

@@ -3,7 +3,7 @@ the conveyor (lower bound) and trained policies, on both ALOHA transfer tasks, N
 
     MUJOCO_GL=egl python scripts/sim_report.py --episodes 50 --out runs/sim_report \\
         [--policy a1=checkpoints/sim_aloha --policy a1_nogen=checkpoints/sim_aloha_nogen] \\
-        [--execute 16 | --ensemble 0.01] [--workers 2] [--belt-speed 0.03] [--tasks transfer_cube ...]
+        [--execute 16 | --ensemble 0.01] [--workers 2] [--no-compile] [--belt-speed 0.03] [--tasks transfer_cube ...]
 
 Every row is one `a1.eval.sim.evaluate` call on seeds ``--seed`` … ``--seed + N − 1`` (the same for
 every row); each report is written as ``OUT/<row>_<task>.json`` and the table (markdown) is printed
@@ -24,7 +24,7 @@ from a1.eval.sim import EvalOptions, evaluate
 def rows(args: argparse.Namespace) -> list[tuple[str, EvalOptions]]:
     """(row name, options) of every evaluation, experts first."""
     base = EvalOptions(episodes=args.episodes, seed=args.seed, belt_speed=args.belt_speed, workers=args.workers,
-                       execute=args.execute, ensemble=args.ensemble, videos=args.videos)
+                       execute=args.execute, ensemble=args.ensemble, videos=args.videos, compile=args.compile)
     out = []
     for task in args.tasks:
         if task.startswith("conveyor"):  # the anticipating expert (upper bound) and the static one (lower)
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     run_mode.add_argument("--execute", type=int, default=None)
     run_mode.add_argument("--ensemble", type=float, default=None)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="eager PyTorch (no compile warm-up)")
     p.add_argument("--videos", type=int, default=0, help="head-view videos of the first K episodes per policy row")
     p.add_argument("--out", type=Path, default=Path("runs/sim_report"))
     args = p.parse_args(argv)

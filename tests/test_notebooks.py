@@ -155,6 +155,30 @@ def _check_deploy(nb) -> None:
     assert _count_images(nb) >= 3, "expected the latency, action-chunk and foresight figures"
 
 
+def _check_closed_loop(nb) -> None:
+    text = _stream_text(nb)
+    assert "anticipating expert, seed 0: success True" in text, "the anticipating expert should succeed on seed 0"
+    assert "static expert, seed 0: success False; stages first reached at {}" in text, "the static expert should miss"
+    gaps = dict(re.findall(r"(anticipating|static)\s*: at the close .*? gripper y − cube y =\s*([+-][0-9.]+) cm", text))
+    assert abs(float(gaps["anticipating"])) < 2 and float(gaps["static"]) < -5, f"grasp gaps along the belt: {gaps}"
+    rows = re.findall(r"^(transfer_cube|conveyor_transfer_cube)\s+(.+?)\s+success (\d+)/(\d+) = .*?"
+                      r"\(95% CI\s*(\d+)%–\s*(\d+)%\)", text, re.M)
+    scored = {(task, who): (int(k), int(n), int(lo), int(hi)) for task, who, k, n, lo, hi in rows}
+    assert len(scored) == 7, f"expected 3 + 4 evaluations, got {sorted(scored)}"
+    for task in ("transfer_cube", "conveyor_transfer_cube"):
+        assert scored[task, "anticipating expert (upper bound)"] == (2, 2, 34, 100), scored
+        for who in ("A1 (generation expert on)", "A1 without generation expert"):
+            assert scored[task, who][1] == 2, scored  # random policies: any outcome, 2 episodes
+    assert scored["conveyor_transfer_cube", "static expert (conveyor lower bound)"] == (0, 2, 0, 66), scored
+    assert text.count("the evaluation's first episode: True") == 3, "a recorded episode differs from the evaluation's"
+    assert re.search(r"episode_0\.mp4 \d+ KiB", text), "the evaluation's video was not written"
+    videos = [o for c in nb.cells for o in c.get("outputs", []) if "<video" in o.get("data", {}).get("text/html", "")]
+    assert len(videos) == 1, "expected one embedded video"
+    assert "N =   2: 0/2 → 0%–66%, 1/2 → 9%–91%, 2/2 → 34%–100%" in text
+    assert "the two intervals stop overlapping from N = 84 episodes each" in text
+    assert _count_images(nb) >= 9, "expected the scenes, filmstrips, key moments, tracks, bars and Wilson figures"
+
+
 #: Notebook-specific checks of the executed outputs (a notebook without one must still run).
 CHECKS = {
     "01_model_tour": _check_model_tour,
@@ -163,6 +187,7 @@ CHECKS = {
     "04_foresight": _check_foresight,
     "05_train_tiny": _check_train_tiny,
     "06_deploy": _check_deploy,
+    "07_closed_loop": _check_closed_loop,
 }
 
 

@@ -127,23 +127,36 @@ def run_expert_episode(options, seed: int, anticipate: bool, video: Path | None)
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _episode_runner(opts: EvalOptions):
-    """``run(seed, video) -> result`` for the policy (loaded once) or the scripted expert of ``opts``."""
-    from a1.sim.aloha import TASK_PROMPTS, AlohaEnv, AlohaOptions
+def env_options(opts: EvalOptions):
+    """The `a1.sim.aloha.AlohaOptions` of an evaluation."""
+    from a1.sim.aloha import AlohaOptions
 
-    env_options = AlohaOptions(task=opts.task, belt_speed=opts.belt_speed, episode_steps=opts.episode_steps,
-                               height=opts.height, width=opts.width)
-    if opts.expert is not None:
-        return lambda seed, video: run_expert_episode(env_options, seed, opts.expert == "anticipating", video)
+    return AlohaOptions(task=opts.task, belt_speed=opts.belt_speed, episode_steps=opts.episode_steps,
+                        height=opts.height, width=opts.width)
+
+
+def load_runtime(opts: EvalOptions):
+    """The `a1.deploy.runtime.PolicyRuntime` of ``opts.policy``: with ``opts.normalization``, else the
+    statistics named after the task when the folder has them, else its only ones; compiled when
+    ``opts.compile``."""
     from a1.deploy.runtime import PolicyRuntime, RuntimeOptions
     from a1.policy_folder import normalization_names
 
     normalization = opts.normalization
     if normalization is None and opts.task in normalization_names(opts.policy):
         normalization = opts.task
-    runtime = PolicyRuntime.load(opts.policy, normalization=normalization,
-                                 options=RuntimeOptions(compile=opts.compile))
-    env = AlohaEnv(env_options)
+    return PolicyRuntime.load(opts.policy, normalization=normalization, options=RuntimeOptions(compile=opts.compile))
+
+
+def _episode_runner(opts: EvalOptions):
+    """``run(seed, video) -> result`` for the policy (loaded once) or the scripted expert of ``opts``."""
+    from a1.sim.aloha import TASK_PROMPTS, AlohaEnv
+
+    if opts.expert is not None:
+        options = env_options(opts)
+        return lambda seed, video: run_expert_episode(options, seed, opts.expert == "anticipating", video)
+    runtime = load_runtime(opts)
+    env = AlohaEnv(env_options(opts))
     prompt = opts.prompt or TASK_PROMPTS[opts.task]
     return lambda seed, video: run_episode(runtime, env, seed, opts, prompt, video)
 
