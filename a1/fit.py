@@ -62,7 +62,7 @@ DICT_FIELDS = tuple(f"model.policy.understanding.{f.name}" for f in dataclasses.
 
 
 def layer_dict_fields(args: list[str]) -> list[str]:
-    """``args`` with, after each ``--config`` that sets a `DICT_FIELDS` field an earlier one set too,
+    """``args`` with, after each ``--config`` (or ``-c``) that sets a `DICT_FIELDS` field an earlier one set too,
     an override giving that field its key-by-key merge over the earlier files (a file that cannot be
     read is left to the parser, which names it)."""
     from omegaconf import DictConfig, OmegaConf
@@ -70,9 +70,9 @@ def layer_dict_fields(args: list[str]) -> list[str]:
     out, layered = [], {}
     for i, arg in enumerate(args):
         out.append(arg)
-        if arg.startswith("--config="):
+        if arg.startswith(("--config=", "-c=")):
             path = arg.split("=", 1)[1]
-        elif i > 0 and args[i - 1] == "--config":
+        elif i > 0 and args[i - 1] in ("--config", "-c"):
             path = arg
         else:
             continue

@@ -92,11 +92,13 @@ def random_stats(dims: int, seed: int = 0) -> dict[str, list[float]]:
             "q99": (mean + 2.3 * std).tolist()}
 
 
-def random_policy(config: str | Path = "configs/tiny.yaml", dims: int = 14, name: str = "sim_aloha",
-                  image_size: int = 64, history: int = 15, seed: int = 0, device: str | torch.device = "cpu"):
-    """A `LoadedPolicy` of a random-weight model (a config's real architecture, built on ``device``) with one
-    ``mean_std`` normalisation ``name`` of ``dims`` dims: the deploy path end to end without a training
-    run or a file (tests, benchmarks, demos). Its actions are meaningless."""
+def random_policy(config: str | Path | list[str | Path] = "configs/tiny.yaml", dims: int = 14,
+                  name: str = "sim_aloha", image_size: int = 64, history: int = 15, seed: int = 0,
+                  device: str | torch.device = "cpu"):
+    """A `LoadedPolicy` of a random-weight model (a config's real architecture — a list of files is
+    layered like ``a1.fit --config A --config B`` — built on ``device``) with one ``mean_std``
+    normalisation ``name`` of ``dims`` dims: the deploy path end to end without a training run or a
+    file (tests, benchmarks, demos). Its actions are meaningless."""
     from a1.config import policy_config
     from a1.data.collate import DatasetNorm
     from a1.data.normalize import FeatureStats
@@ -106,16 +108,19 @@ def random_policy(config: str | Path = "configs/tiny.yaml", dims: int = 14, name
     from a1.policy_folder import LoadedPolicy
 
     torch.manual_seed(seed)
-    cfg = policy_config(config)
+    configs = config if isinstance(config, list) else [config]
+    cfg = policy_config(*configs)
     with torch.device(device):
         model = InternVLAA1(cfg).eval()
     stats = FeatureStats.from_dict(random_stats(dims, seed), f"random statistics {name!r}")
-    meta = {"version": "random", "source": f"random init of {config}", "global_step": 0, "ema": False}
+    meta = {"version": "random", "source": f"random init of {' + '.join(map(str, configs))}", "global_step": 0,
+            "ema": False}
     return LoadedPolicy(model, cfg, {name: DatasetNorm(stats, stats, "mean_std")}, model.understanding.tokenizer,
                         meta, ProcessorSettings(image_size, history, DEFAULT_GEOMETRY))
 
 
-def random_policy_folder(out: str | Path, config: str | Path = "configs/tiny.yaml", **kwargs) -> Path:
+def random_policy_folder(out: str | Path, config: str | Path | list[str | Path] = "configs/tiny.yaml",
+                         **kwargs) -> Path:
     """Write `random_policy` (same keyword arguments) as a policy folder."""
     from dataclasses import asdict
 

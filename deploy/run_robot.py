@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from a1.deploy.client import ServerError
+from a1.deploy.control import Pacer, ServerChunks  # noqa: E402
 from a1.deploy.robots import EmergencyStop, SafeRobot, load_robot_config, make_robot, policy_images  # noqa: E402
 
 
@@ -62,31 +63,25 @@ class LocalPolicy:
 
 
 class RemotePolicy:
-    """The policy on a server: a request per ``execute`` actions."""
+    """The policy on a server: a request per ``execute`` actions (`a1.deploy.control.ServerChunks`)."""
 
     def __init__(self, args, robot_cfg) -> None:
         from a1.deploy.client import PolicyClient
 
         self.client = PolicyClient(args.server, args.api_key)
-        self.prompt, self.queue, self.requests, self.infer_ms, self.index = args.prompt, [], 0, float("nan"), 0
         meta = self.client.metadata
         if meta.get("action_dim") != robot_cfg.dims:
             self.client.close()
             raise ValueError(f"the server's policy gives {meta.get('action_dim')} dims, robot "
                              f"{robot_cfg.name!r} has {robot_cfg.dims}")
+        self.chunks = ServerChunks(self.client.infer, robot_cfg.dims, args.prompt)
 
     def action(self, obs: dict) -> np.ndarray:
-        if self.index >= len(self.queue):
-            reply = self.client.infer({"images": obs["images"], "state": np.asarray(obs["state"], np.float32),
-                                       "prompt": self.prompt, **({"reset": True} if self.requests == 0 else {})})
-            self.queue, self.index = list(reply["actions"]), 0
-            self.infer_ms = float(reply.get("server_timing", {}).get("infer_ms", float("nan")))
-            self.requests += 1
-        self.index += 1
-        return self.queue[self.index - 1]
+        return self.chunks.action(obs)
 
     def status(self) -> str:
-        return f"server infer {self.infer_ms:6.1f} ms | request {self.requests} step {self.index}/{len(self.queue)}"
+        c = self.chunks
+        return f"server infer {c.infer_ms:6.1f} ms | request {c.requests} step {c.index}/{len(c.queue)}"
 
     def close(self) -> None:
         self.client.close()
@@ -94,8 +89,7 @@ class RemotePolicy:
 
 def control_loop(safe: SafeRobot, policy, rate_hz: float, steps: int, quiet: bool) -> int:
     """Run ticks at ``rate_hz`` until ``steps`` (0: forever) or a stop (Ctrl-C); returns the ticks run."""
-    period, tick, t_next, started = 1.0 / rate_hz, 0, time.monotonic(), time.monotonic()
-    last_print = 0.0
+    pacer, tick, started, last_print = Pacer(rate_hz), 0, time.monotonic(), 0.0
     try:
         while safe.running and (steps == 0 or tick < steps):
             obs = safe.observe()
@@ -110,9 +104,7 @@ def control_loop(safe: SafeRobot, policy, rate_hz: float, steps: int, quiet: boo
                 print(f"\r{hz:5.1f} Hz | step {tick} | action {latency:6.1f} ms | {policy.status()} | "
                       f"clamped {s['clamped']} holds {s['holds']} misses {s['misses']}   ", end="", flush=True)
                 last_print = now
-            t_next += period
-            time.sleep(max(0.0, t_next - time.monotonic()))
-            t_next = max(t_next, time.monotonic() - period)  # a late tick does not cause a burst
+            pacer.wait()
     except EmergencyStop:  # Ctrl-C: SafeRobot stops the robot; the ticks run are still reported
         pass
     return tick

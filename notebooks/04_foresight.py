@@ -202,11 +202,10 @@ show_round_trip(window[:, 1], latents[:, 1], decoded[:, 1], views, "frame t of e
 # %%
 batches = list(islice(iter(dm.train_dataloader()), NUM_BATCHES))
 shown = batches[0]
-baseline = torch.cat([hold_still_loss(foresight, b) for b in batches])
-gen_valid = torch.cat([b.future_mask.any(1) for b in batches])
-baseline_mean = masked_mean(baseline, gen_valid).item()
+baseline, compared = (torch.cat(parts) for parts in zip(*(hold_still_loss(foresight, b) for b in batches)))
+baseline_mean = masked_mean(baseline, compared).item()  # over samples with frames t and t+m of a view
 # the sample to look at: a robot sample whose future differs most from its present
-score = hold_still_loss(foresight, shown) * shown.has_action
+score = hold_still_loss(foresight, shown)[0] * shown.has_action
 i = int(score.argmax())
 print(f"{NUM_BATCHES} batches of {shown.batch_size}; datasets {[b.dataset_id.tolist() for b in batches]}")
 print(f"hold-still latent MSE: {baseline_mean:.4f} (batch mean), {score[i]:.4f} (shown sample {i})")

@@ -76,7 +76,6 @@ from pathlib import Path  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from IPython.display import Video, display  # noqa: E402
 
 
@@ -257,11 +256,9 @@ print(f"the belt moves the cube {abs(BELT_SPEED) * CLOSE_T * CONTROL_DT * 100:.1
 # %%
 def random_sim_policy(out: Path, overlays: list[str]) -> Path:
     """A random-weight policy folder of the architecture of configs/<overlays…> layered like a1.fit."""
-    cfg = load_yaml(*(ROOT / "configs" / name for name in overlays))
-    layered = out.parent / f"{out.name}.yaml"  # random_policy_folder reads one file: the layered model section
-    layered.write_text(yaml.safe_dump({"model": {"policy": cfg["model"]["policy"]}}))
-    options = cfg["data"]["options"]
-    return random_policy_folder(out, layered, image_size=options["image_size"], history=options["history"])
+    configs = [ROOT / "configs" / name for name in overlays]
+    options = load_yaml(*configs)["data"]["options"]
+    return random_policy_folder(out, configs, image_size=options["image_size"], history=options["history"])
 
 
 POLICIES = {

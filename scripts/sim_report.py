@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from a1.eval.sim import EvalOptions, evaluate
+from a1.policy_folder import normalization_names
 
 
 def rows(args: argparse.Namespace) -> list[tuple[str, EvalOptions]]:
@@ -28,13 +29,15 @@ def rows(args: argparse.Namespace) -> list[tuple[str, EvalOptions]]:
     out = []
     for task in args.tasks:
         if task.startswith("conveyor"):  # the anticipating expert (upper bound) and the static one (lower)
-            out += [(f"expert_{e}", replace(base, task=task, expert=e, videos=0)) for e in ("anticipating", "static")]
+            out += [(f"expert_{e}", replace(base, task=task, expert=e, videos=0, execute=None, ensemble=None))
+                for e in ("anticipating", "static")]
         else:  # nothing moves by itself: the two plan alike
-            out.append(("expert", replace(base, task=task, expert="anticipating", videos=0)))
+            out.append(("expert", replace(base, task=task, expert="anticipating", videos=0, execute=None, ensemble=None)))
         for spec in args.policy:
             name, _, folder = spec.partition("=")
             if not folder:
-                raise SystemExit(f"error: --policy takes NAME=FOLDER, got {spec!r}")
+                raise ValueError(f"--policy takes NAME=FOLDER, got {spec!r}")
+            normalization_names(folder)  # a missing or broken folder fails now, not after the expert rows
             out.append((name, replace(base, task=task, policy=folder)))
     return out
 
@@ -66,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=0, help="head-view videos of the first K episodes per policy row")
     p.add_argument("--out", type=Path, default=Path("runs/sim_report"))
     args = p.parse_args(argv)
+    try:
+        planned = rows(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     lines = ["| task | who | execution | success | 95% Wilson | mean best reward (0–4) |", "|---|---|---|---|---|---|"]
-    for name, opts in rows(args):
+    for name, opts in planned:
         opts = replace(opts, out=str(args.out / f"{name}_{opts.task}.json"))
         r = evaluate(opts)
         k, n = sum(e["success"] for e in r["episodes"]), len(r["episodes"])

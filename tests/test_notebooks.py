@@ -203,7 +203,7 @@ def _require_kernel() -> None:
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_notebook_executes(source: Path):
+def test_notebook_executes(source: Path, tmp_path: Path):
     """Run the notebook in a fresh kernel with cwd = notebooks/, as a student would."""
     import nbformat
 
@@ -217,7 +217,8 @@ def test_notebook_executes(source: Path):
     )
     # One intra-op thread: the tiny model gains nothing from more, and on a shared CPU (CI, or
     # other test processes) torch's OpenMP threads stall behind each other — up to 3× slower.
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # TMPDIR: the notebooks' scratch folders (runs, exports, videos) go to pytest's, not to /tmp.
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
     try:
         client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as err:

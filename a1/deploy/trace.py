@@ -1,8 +1,9 @@
 """Recording a policy driving a robot: the latency of every request and the actions executed.
 
-`drive` is the control loop of ``deploy/run_robot.py --server`` with a recorder attached: every
-tick it reads the robot, asks the policy for a new chunk when the previous reply's actions are used
-up, and sends this tick's action through `SafeRobot` (joint limits, largest change per step)::
+`drive` is the control loop of ``deploy/run_robot.py --server`` — built from the same parts,
+`a1.deploy.control.ServerChunks` and `Pacer` — with a recorder attached: every tick it reads the
+robot, asks the policy for a new chunk when the previous reply's actions are used up, and sends this
+tick's action through `SafeRobot` (joint limits, largest change per step)::
 
     with PolicyClient("ws://127.0.0.1:8000") as client, SafeRobot(make_robot(cfg)) as safe:
         trace = drive(safe, client.infer, steps=150, prompt="fold the towel", rate_hz=cfg.control_rate_hz)
@@ -23,16 +24,14 @@ control rate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from a1.deploy.control import Infer, Pacer, ServerChunks
 from a1.deploy.robots.safety import SafeRobot
-
-Infer = Callable[[dict[str, Any]], Mapping[str, Any]]
-"""observation ``{"images": {camera: frame}, "state": (D,), "prompt": str}`` → reply ``{"actions": (n, D), ...}``."""
 
 
 @dataclass
@@ -139,56 +138,28 @@ def drive(safe: SafeRobot, infer: Infer, steps: int, prompt: str | None = None, 
     if rate_hz is not None and not rate_hz > 0:
         raise ValueError(f"rate_hz must be > 0 (or None), got {rate_hz}")
     dims = safe.config.dims
+    chunks = ServerChunks(infer, dims, prompt, reset_episode, clock)
+    pacer = Pacer(rate_hz, clock, sleep) if rate_hz is not None else None
     trace = Trace()
     ticks, states, planned, commands, clamped = [], [], [], [], []
-    queue: np.ndarray = np.zeros((0, dims), np.float32)
-    index = 0
     start = clock()
-    t_next = start
-    period = 1.0 / rate_hz if rate_hz is not None else 0.0
-    for step in range(steps):
+    for _ in range(steps):
         ticks.append(clock() - start)
         obs = safe.observe()
-        state = np.asarray(obs["state"], dtype=np.float32)
-        if index >= len(queue):
-            message: dict[str, Any] = {"images": obs["images"], "state": state}
-            if prompt is not None:
-                message["prompt"] = prompt
-            if reset_episode and not trace.requests:
-                message["reset"] = True
-            sent = clock()
-            reply = infer(message)
-            latency = (clock() - sent) * 1e3
-            queue = _actions(reply, dims)
-            index = 0
-            timing = reply.get("server_timing") or {}
-            trace.requests.append(Request(step, sent - start, latency, float(timing.get("infer_ms", float("nan"))),
-                                          queue, {"images": obs["images"], "state": state} if keep_observations
-                                          else None))
-        action = queue[index]
-        index += 1
+        action = chunks.action(obs)
+        if chunks.requested:
+            kept = {"images": obs["images"], "state": np.asarray(obs["state"], np.float32)} if keep_observations else None
+            trace.requests.append(Request(len(ticks) - 1, chunks.sent_at - start, chunks.latency_ms, chunks.infer_ms,
+                                          chunks.queue, kept))
         commands.append(safe.act(action))
-        states.append(state)
+        states.append(np.asarray(obs["state"], dtype=np.float32))
         planned.append(action)
         clamped.append(safe.filter.clamped)
-        if rate_hz is not None:
-            t_next += period
-            sleep(max(0.0, t_next - clock()))
-            t_next = max(t_next, clock() - period)
+        if pacer is not None:
+            pacer.wait()
     trace.tick_s = np.array(ticks, dtype=np.float64)
     trace.states = np.array(states, dtype=np.float32).reshape(len(ticks), dims)
     trace.planned = np.array(planned, dtype=np.float32).reshape(len(ticks), dims)
     trace.commands = np.array(commands, dtype=np.float64).reshape(len(ticks), dims)
     trace.clamped = np.array(clamped, dtype=bool)
     return trace
-
-
-def _actions(reply: Mapping[str, Any], dims: int) -> np.ndarray:
-    """The reply's ``actions`` as an (n, dims) float32 array, n ≥ 1."""
-    if not isinstance(reply, Mapping) or "actions" not in reply:
-        got = sorted(reply) if isinstance(reply, Mapping) else type(reply).__name__
-        raise ValueError(f"policy reply has no 'actions' (got {got})")
-    actions = np.asarray(reply["actions"], dtype=np.float32)
-    if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] != dims:
-        raise ValueError(f"policy reply 'actions' must have shape (n >= 1, {dims}), got {actions.shape}")
-    return actions

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from a1.sim.aloha import AlohaEnv, AlohaOptions
+from a1.sim.aloha import MAX_REWARD, AlohaEnv, AlohaOptions
 
 #: Each gripper's position is the midpoint of its two finger links (where it closes on an object).
 GRIPPER_FINGERS = {
@@ -67,8 +67,8 @@ class EpisodeRecording:
 
     @property
     def success(self) -> bool:
-        """Whether the episode reached the full reward (4)."""
-        return len(self.rewards) > 0 and int(self.rewards.max()) == 4
+        """Whether the episode reached the full reward (`a1.sim.aloha.MAX_REWARD`)."""
+        return len(self.rewards) > 0 and int(self.rewards.max()) == MAX_REWARD
 
     def best_reward(self, step: int) -> int:
         """The highest reward stage reached by ``step`` (0 at step 0)."""

@@ -162,7 +162,12 @@ def _episode_runner(opts: EvalOptions):
 
 
 def _run_seeds(opts: EvalOptions, progress: bool) -> list[dict]:
-    """Episodes of ``opts.seeds`` in this process."""
+    """Episodes of ``opts.seeds`` in this process (one of ``opts.workers``: it takes its share of the
+    cores for torch's threads — more threads than cores make OpenMP spin, several times slower)."""
+    if opts.workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // opts.workers))
     run = _episode_runner(opts)
     out = []
     bar = _bar(len(opts.seeds), progress)
@@ -189,6 +194,13 @@ def evaluate(opts: EvalOptions, progress: bool = True) -> dict:
         raise ValueError("give exactly one of policy (a folder) and expert (anticipating or static)")
     if opts.expert not in (None, *EXPERTS):
         raise ValueError(f"expert must be one of {list(EXPERTS)}, got {opts.expert!r}")
+    if opts.expert is not None:  # the experts replay a plan: the policy's flags would be silently ignored
+        policy_only = {k: getattr(opts, k) for k in ("execute", "ensemble", "prompt", "normalization")}
+        if given := [k for k, v in policy_only.items() if v is not None]:
+            raise ValueError(f"{', '.join(given)} apply to a policy, not to the scripted expert")
+        if opts.expert == "static" and not opts.task.startswith("conveyor"):
+            raise ValueError(f"the static expert differs from the anticipating one only on the conveyor, not on "
+                             f"{opts.task!r}")
     seeds = list(range(opts.seed, opts.seed + opts.episodes))
     t0 = time.perf_counter()
     if opts.workers == 1:

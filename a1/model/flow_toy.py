@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from a1.batch import Batch
 from a1.model import flow
-from a1.model.config import PolicyConfig
+from a1.model.config import ActionConfig, PolicyConfig
 
 
 def ring_centres(modes: int = 6, radius: float = 2.0) -> Tensor:
@@ -72,11 +72,12 @@ class VelocityMLP(nn.Module):
 
 
 def flow_matching_loss(velocity: Callable[[Tensor, Tensor], Tensor], x: Tensor,
-                       time_beta: tuple[float, float] = (1.5, 1.0)) -> Tensor:
+                       time_beta: tuple[float, float] | None = None) -> Tensor:
     """Mean squared error between ``velocity(a^τ, τ)`` and the straight-path velocity a − ε for
     data ``x`` (B, k, D), fresh noise ε ~ N(0, I) and τ from `flow.sample_time` (the policy's L_act
     without its padding masks). Uses the global torch RNG."""
     noise = torch.randn_like(x)
+    time_beta = tuple(ActionConfig().time_beta) if time_beta is None else time_beta  # a1's (1.5, 1)
     tau = flow.sample_time(x.shape[0], *time_beta, device=x.device)
     pred = velocity(flow.interpolate(x, noise, tau), tau)
     return ((pred - flow.target_velocity(x, noise)) ** 2).mean()

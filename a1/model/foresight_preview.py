@@ -103,14 +103,16 @@ def round_trip(foresight: Foresight, frames: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def hold_still_loss(foresight: Foresight, batch: Batch) -> Tensor:
-    """(B,) the foresight loss L_gen of predicting "nothing moves": latent(t+m) := latent(t).
+def hold_still_loss(foresight: Foresight, batch: Batch) -> tuple[Tensor, Tensor]:
+    """The foresight loss L_gen of predicting "nothing moves": latent(t+m) := latent(t).
 
-    Reduced as the policy's L_gen (mean over latent entries, then over views), over the views
-    whose frames t and t+m both exist; 0 for a sample without such a view.
+    Returns ``(loss, valid)``: (B,) reduced as the policy's L_gen (mean over latent entries, then
+    over views) over the views whose frames t and t+m both exist, and (B,) bool: the sample has such
+    a view (average ``loss`` over these only — a sample without one has nothing to compare).
     """
     now = foresight.latents(batch.observation.images[:, :, -1]).float()  # (B, V, C, h, w)
     future = foresight.latents(batch.future_images).float()
     per_view = ((now - future) ** 2).mean((2, 3, 4))  # (B, V)
-    both = (batch.future_mask & batch.observation.image_mask[:, :, -1]).float()
-    return (per_view * both).sum(1) / both.sum(1).clamp(min=1.0)
+    both = batch.future_mask & batch.observation.image_mask[:, :, -1]
+    w = both.float()
+    return (per_view * w).sum(1) / w.sum(1).clamp(min=1.0), both.any(1)

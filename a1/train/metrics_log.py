@@ -80,7 +80,10 @@ def read_metrics(run: str | Path) -> dict[str, Series]:
             step_text = (row.get("step") or "").strip()
             if not step_text:
                 continue
-            step = int(float(step_text))
+            try:
+                step = int(float(step_text))
+            except ValueError:
+                raise ValueError(f"{path}: line {reader.line_num}, column 'step': not a number: {step_text!r}") from None
             for column in columns:
                 text = (row.get(column) or "").strip()
                 if not text:

@@ -71,3 +71,7 @@ def test_policy_and_expert_are_exclusive():
         evaluate(EvalOptions(policy="x", expert="static"))
     with pytest.raises(ValueError, match="expert must be one of"):
         evaluate(EvalOptions(expert="oracle"))
+    with pytest.raises(ValueError, match="execute apply to a policy"):
+        evaluate(EvalOptions(expert="anticipating", execute=16))
+    with pytest.raises(ValueError, match="only on the conveyor"):
+        evaluate(EvalOptions(expert="static", task="insertion"))

@@ -64,16 +64,17 @@ def test_hold_still_loss(cfg):
     f = Foresight(cfg.generation)
     batch = random_batch(cfg, 3)
     now = batch.observation.images[:, :, -1]
-    loss = hold_still_loss(f, batch)
+    loss, valid = hold_still_loss(f, batch)
+    assert valid.all()
     z_now, z_future = f.latents(now), f.latents(batch.future_images)
     want = ((z_now - z_future) ** 2).mean((2, 3, 4)).mean(1)
     torch.testing.assert_close(loss, want)
     batch.future_images = now.clone()  # nothing moves: the baseline is exact
-    assert torch.allclose(hold_still_loss(f, batch), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(hold_still_loss(f, batch)[0], torch.zeros(3), atol=1e-6)
     batch.future_mask[0] = False  # no future frame: nothing to predict
     batch.observation.image_mask[1, 0, -1] = False  # view 0 of sample 1 has no frame t
     batch.future_images = torch.zeros_like(now)
-    loss = hold_still_loss(f, batch)
-    assert loss[0] == 0
+    loss, valid = hold_still_loss(f, batch)
+    assert loss[0] == 0 and valid.tolist() == [False, True, True]
     per_view = ((z_now[1] - f.latents(batch.future_images[1])) ** 2).mean((1, 2, 3))
     torch.testing.assert_close(loss[1], per_view[1:].mean())

@@ -223,3 +223,5 @@ def test_an_overlay_changes_one_key_of_a_dict_field_and_keeps_the_rest(tmp_path)
     assert und.text == {**base["text"], "num_hidden_layers": 3, "head_dim": 8}
     assert und.model == base["model"]
     assert load_yaml(TINY, overlay)["model"]["policy"]["understanding"]["vision"] == und.vision
+    short = parse_config(["-c", TINY, f"-c={overlay}"]).model.policy.understanding  # LightningCLI's -c alias
+    assert short.vision == und.vision and short.text == {**base["text"], "num_hidden_layers": 3}
