@@ -39,11 +39,13 @@ def test_dev_extra_covers_every_extra_but_optional_accelerators():
 def test_ci_runs_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    setup = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1).strip().splitlines()
-    assert len(setup) == 2, "README: exactly two commands (set up, test)"
-    install, test = setup
-    assert install.split("pip install", 1)[1].strip() in ci
-    assert test in ci
+    block = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1).strip().splitlines()
+    install, test, *steps = (line.split("#")[0].strip() for line in block)
+    assert install.split("pip install", 1)[1].strip() in ci, "README's install command is not CI's"
+    assert test == "python -m pytest -q" and test in ci, "README's test command is not CI's"
+    for step in steps:  # further CI steps: the same pytest with a marker, e.g. the notebooks
+        args = step.removeprefix(test).strip()
+        assert step.startswith(test) and args and args in ci, f"README's {step!r} is not a CI step"
 
 
 def test_only_a1_is_installed_and_deploy_is_a_folder_of_scripts():
