@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 
@@ -52,6 +54,10 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C / SIGINT stops the server even when it was started with SIGINT ignored (a shell's
+        # background job `serve.py … &`, nohup): Python then installs no KeyboardInterrupt handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # we log connections ourselves
