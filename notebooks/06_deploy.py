@@ -62,6 +62,7 @@ import numpy as np
 
 
 from a1.teaching import notebook_setup  # noqa: E402
+from a1.policy_folder import normalization_names  # noqa: E402
 
 ROOT = notebook_setup()  # the repository root; $A1_CACHE → its .cache/a1 unless set
 
@@ -95,7 +96,7 @@ for path in sorted(policy_dir.rglob("*")):
 config = json.loads((policy_dir / "config.json").read_text())
 print("\nprocessor (how raw frames become training-like samples):", config["processor"])
 print("export metadata:", config["a1"])
-print("normalisations:", list(json.loads((policy_dir / "normalization.json").read_text())))
+print("normalisations:", normalization_names(policy_dir))
 
 # %% [markdown]
 # `config.json: processor` records the training frame size, the frame geometry and m (frames t−m

@@ -80,6 +80,7 @@ from IPython.display import Video, display  # noqa: E402
 
 
 from a1.teaching import notebook_setup  # noqa: E402
+from a1.policy_folder import normalization_names  # noqa: E402
 
 ROOT = notebook_setup()  # the repository root; $A1_CACHE → its .cache/a1 unless set
 
@@ -268,7 +269,7 @@ POLICIES = {
 }
 for who, folder in POLICIES.items():
     config = json.loads((folder / "config.json").read_text())
-    statistics = list(json.loads((folder / "normalization.json").read_text()))
+    statistics = normalization_names(folder)
     print(f"{who:9s} {folder}\n          generation expert: {config['policy']['generation']['enabled']}; "
           f"chunk {config['policy']['action']['chunk_size']}; processor {config['processor']}; "
           f"statistics {statistics}; source: {config['a1']['source']}")
